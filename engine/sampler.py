@@ -1,0 +1,224 @@
+"""Sampling from the handwriting networks (Sec. 4 and 5.3-5.5) as a generator.
+
+Policy lives here, not in the model: bias (Eqs. 61-62), priming (Sec. 5.5: text c' = c + s,
+the real ink fed clamped, then sampling continues), and the stop rule (Sec. 5.3: stop once
+phi(t, U+1) > phi(t, u) for all u <= U), with a hard bound on steps per character so it can
+never write forever. End-of-stroke is drawn from its Bernoulli, never thresholded.
+
+Each step yields a SampleStep with the pen offset, the window row phi(t, .) and the mixture
+parameters for the point it drew, in data units (offsets, not normalised), with a leading
+batch axis: several variations of the same text are drawn at once with `batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import EngineError
+from engine.strokes import NormStats, offsets_to_strokes
+
+MAX_LINE_CHARS = 300  # one line of handwriting; longer text must be split into lines
+DEFAULT_STEPS_PER_CHAR = 40  # our corpus averages ~25 points per character
+MAX_UNCONDITIONAL_STEPS = 5000
+
+
+class SamplingError(EngineError, ValueError):
+    """Text or settings that sampling cannot work with."""
+
+
+@dataclass(frozen=True)
+class Primer:
+    """Real ink and its text that sampling continues from (Sec. 5.5).
+    offsets: (T, 3) preprocessed but NOT normalised (data units), as in a Corpus."""
+
+    offsets: np.ndarray
+    text: str
+
+
+@dataclass
+class StepParams:
+    """Mixture parameters (after bias) for one step, data units; leading axis = batch."""
+
+    pi: np.ndarray  # (B, M)
+    mu: np.ndarray  # (B, M, 2) predicted offset means
+    sigma: np.ndarray  # (B, M, 2)
+    rho: np.ndarray  # (B, M)
+    e: np.ndarray  # (B,) probability that the pen lifts after the point
+
+
+@dataclass
+class SampleStep:
+    t: int  # step index, 0-based, primer steps included
+    offset: np.ndarray  # (B, 3) dx, dy, eos in data units
+    primed: bool  # True while the primer is being fed (the offset is the primer's)
+    phi: np.ndarray | None  # (B, U+1) window weights, or None for the prediction network
+    params: StepParams  # the distribution `offset` was drawn from
+    done: np.ndarray  # (B,) samples that have finished (their later offsets are zero)
+
+
+def _draw(p: StepParams, rng: np.random.Generator) -> np.ndarray:
+    """One (dx, dy, eos) per batch row from the mixture: component, then bivariate normal."""
+    B, M = p.pi.shape
+    cum = np.cumsum(p.pi, axis=1)
+    j = np.minimum((cum < rng.random((B, 1)) * cum[:, -1:]).sum(axis=1), M - 1)
+    rows = np.arange(B)
+    mu, s, rho = p.mu[rows, j], p.sigma[rows, j], p.rho[rows, j]
+    z = rng.standard_normal((B, 2))
+    dx = mu[:, 0] + s[:, 0] * z[:, 0]
+    dy = mu[:, 1] + s[:, 1] * (rho * z[:, 0] + np.sqrt(np.maximum(1 - rho**2, 0.0)) * z[:, 1])
+    eos = (rng.random(B) < p.e).astype(np.float64)
+    return np.stack([dx, dy, eos], axis=1)
+
+
+def _params_to_numpy(y_hat, bias: float, norm: NormStats) -> StepParams:
+    from engine.mixture import split_params
+
+    mp = split_params(y_hat.float(), bias=bias)
+    mean = np.asarray(norm.mean)
+    std = np.asarray(norm.std)
+    return StepParams(
+        pi=mp.pi.numpy().astype(np.float64),
+        mu=mp.mu.numpy() * std + mean,
+        sigma=mp.sigma.numpy() * std,
+        rho=mp.rho.numpy().astype(np.float64),
+        e=mp.e.numpy().astype(np.float64),
+    )
+
+
+def prepare_text(text: str, alphabet) -> str:
+    """Validate one line of text for the synthesis network; returns it unchanged."""
+    if text is None or not text.strip():
+        raise SamplingError("there is no text to write (the text is empty or only spaces)")
+    if "\n" in text:
+        raise SamplingError("sampling writes one line at a time; split the text into lines")
+    if len(text) > MAX_LINE_CHARS:
+        raise SamplingError(
+            f"the line has {len(text)} characters; at most {MAX_LINE_CHARS} fit in one line"
+        )
+    alphabet.check(text)
+    return text
+
+
+def generate(
+    model,
+    text: str | None = None,
+    *,
+    alphabet=None,
+    norm: NormStats | None = None,
+    bias: float = 0.0,
+    seed: int | None = None,
+    batch: int = 1,
+    primer: Primer | None = None,
+    steps_per_char: int = DEFAULT_STEPS_PER_CHAR,
+    max_steps: int | None = None,
+) -> Iterator[SampleStep]:
+    """Sample handwriting step by step. `model` is a HandwritingModel or a LoadedModel.
+
+    For the synthesis network `text` (one line) is required; for the prediction network it must
+    be None and `max_steps` bounds the length. Stopping early = not asking for the next step.
+    """
+    import torch
+
+    if hasattr(model, "model"):  # LoadedModel
+        alphabet = alphabet or model.alphabet
+        norm = norm or model.norm
+        model = model.model
+    norm = norm or NormStats()
+    if bias < 0 or not np.isfinite(bias):
+        raise SamplingError(f"bias must be a finite number >= 0, not {bias}")
+    if batch < 1:
+        raise SamplingError("batch must be at least 1")
+    rng = np.random.default_rng(seed)
+    model.eval()
+    state = model.initial_state(batch)
+    onehot = positions = None
+    prime_x = np.zeros((0, 3), np.float32)
+    if primer is not None:
+        prime_x = np.asarray(primer.offsets, np.float32).reshape(-1, 3)
+        if len(prime_x) == 0 or not np.isfinite(prime_x).all():
+            raise SamplingError("the primer ink is empty or has non-finite points")
+    if model.synthesis:
+        if text is None:
+            raise SamplingError("the synthesis model needs text to write")
+        text = prepare_text(text, alphabet)
+        full = text
+        if primer is not None:
+            sep = "" if primer.text.endswith(" ") or text.startswith(" ") else " "
+            full = primer.text + sep + text  # Sec. 5.5: c' = c + s
+            alphabet.check(primer.text)
+        idx = torch.as_tensor(alphabet.encode(full))[None].expand(batch, -1)
+        onehot = model.encode_text(idx)
+        positions = torch.arange(1, onehot.shape[1] + 1, dtype=onehot.dtype)
+        U = len(full)
+        limit = len(prime_x) + steps_per_char * (len(text) + 1)
+    else:
+        if text:
+            raise SamplingError("the prediction model writes without text; pass no text")
+        U = 0
+        limit = len(prime_x) + (max_steps or 700)
+    if max_steps is not None:
+        limit = min(limit, len(prime_x) + max_steps)
+    limit = min(limit, len(prime_x) + MAX_UNCONDITIONAL_STEPS)
+
+    prime_norm = norm.normalise(prime_x) if len(prime_x) else prime_x
+    x = torch.zeros(batch, 3)  # x_1 is the zero vector (Sec. 2)
+    done = np.zeros(batch, dtype=bool)
+    with torch.inference_mode():
+        for t in range(limit):
+            y_hat, state, phi = model.step(x, state, onehot, positions)
+            params = _params_to_numpy(y_hat, bias, norm)
+            phi_np = None if phi is None else phi.numpy()
+            primed = t < len(prime_x)
+            if primed:
+                offset = np.repeat(prime_x[t][None].astype(np.float64), batch, axis=0)
+                x_next = np.repeat(prime_norm[t][None], batch, axis=0)
+            else:
+                offset = _draw(params, rng)
+                offset[done] = 0.0
+                x_next = offset.copy()
+                x_next[:, :2] = (offset[:, :2] - norm.mean) / np.asarray(norm.std)
+            yield SampleStep(t, offset, primed, phi_np, params, done.copy())
+            if not primed and phi_np is not None:
+                # Sec. 5.3 stop rule: the window has moved past the last character
+                done |= phi_np[:, U] > phi_np[:, :U].max(axis=1)
+            if done.all():
+                return
+            x = torch.as_tensor(x_next, dtype=torch.float32)
+
+
+@dataclass
+class Sample:
+    """A finished sample (batch row 0 unless asked otherwise), with its trace for the views."""
+
+    text: str | None
+    offsets: np.ndarray  # (T, 3) data units, primer excluded
+    phi: np.ndarray | None  # (T, U+1)
+    primer_steps: int
+    stopped_by_rule: bool
+
+    def strokes(self, origin=(0.0, 0.0)) -> list[np.ndarray]:
+        return offsets_to_strokes(self.offsets, origin)
+
+
+def sample(model, text: str | None = None, **kwargs) -> list[Sample]:
+    """Run `generate` to the end; one Sample per batch row."""
+    steps = list(generate(model, text, **kwargs))
+    if not steps:
+        return []
+    B = steps[0].offset.shape[0]
+    out = []
+    for b in range(B):
+        rows = [s for s in steps if not s.primed and not s.done[b]]
+        offsets = np.array([s.offset[b] for s in rows], np.float32).reshape(-1, 3)
+        phi = None
+        if steps[0].phi is not None:
+            phi = np.array([s.phi[b] for s in steps if not s.done[b]], np.float32)
+        last_done = steps[-1].done[b] or (
+            steps[-1].phi is not None and steps[-1].phi[b, -1] > steps[-1].phi[b, :-1].max()
+        )
+        primer_steps = sum(s.primed for s in steps)
+        out.append(Sample(text, offsets, phi, primer_steps, bool(last_done)))
+    return out
