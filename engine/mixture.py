@@ -65,7 +65,7 @@ def split_params(y_hat: Tensor, bias: float = 0.0) -> MixtureParams:
 
 
 def log_one_minus_tanh2(rho_hat: Tensor) -> Tensor:
-    """log(1 - tanh(r)^2) = log sech(r)^2 = 2 (log 2 - |r| - log1p(exp(-2|r|))), exact and stable."""
+    """log(1 - tanh(r)^2) = 2 (log 2 - |r| - log1p(exp(-2|r|))): exact and stable."""
     a = rho_hat.abs()
     return 2.0 * (math.log(2.0) - a - torch.log1p(torch.exp(-2.0 * a)))
 
