@@ -140,17 +140,20 @@ class _State:
 
 
 def _parse_points(body: str, ncols: int) -> np.ndarray | None:
+    """Rows of numbers -> (n, ncols); rows with extra columns are cut, short rows refused."""
     try:
         values = np.array(body.split(), dtype=np.float64)
+        if values.size % ncols == 0:
+            return values.reshape(-1, ncols)
     except ValueError:
-        rows = [r.split() for r in body.splitlines() if r.strip()]
-        try:
-            values = np.array([r[:ncols] for r in rows if len(r) >= ncols], dtype=np.float64)
-        except ValueError:
-            return None
-    if values.size % ncols:
+        pass
+    rows = [r.split() for r in body.splitlines() if r.strip()]
+    if any(len(r) < ncols for r in rows):
         return None
-    return values.reshape(-1, ncols)
+    try:
+        return np.array([r[:ncols] for r in rows], dtype=np.float64).reshape(-1, ncols)
+    except ValueError:
+        return None
 
 
 def _parse_text(text: str, source: UnipenSource, state: _State, depth: int) -> None:
@@ -158,8 +161,8 @@ def _parse_text(text: str, source: UnipenSource, state: _State, depth: int) -> N
         if not block.startswith("."):
             continue
         head, _, body = block.partition("\n")
-        keyword, _, arg = head.partition(" ")
-        keyword, arg = keyword.strip(), arg.strip()
+        keyword, arg = (head.split(None, 1) + [""])[:2]
+        arg = arg.strip()
         if keyword in (".PEN_DOWN", ".PEN_UP"):
             body = arg + "\n" + body
             pts = _parse_points(body, len(state.channels)) if body.strip() else None
