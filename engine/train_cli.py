@@ -1,0 +1,272 @@
+"""`handwriting-engine train` and `handwriting-engine eval` for the handwriting networks.
+
+A run directory holds run.json (the settings, so `--resume` needs no other flags),
+metrics.jsonl, checkpoints/ and model.safetensors (the best model, loadable by load_model).
+Multi-GPU / multi-process: `torchrun --nproc_per_node=N -m engine.cli train ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from engine import EngineError
+
+# settings kept in run.json; None defaults mean "not given on the command line"
+RUN_DEFAULTS = {
+    "corpus": None,
+    "preset": "small",
+    "kind": "synthesis",
+    "steps": 10_000,
+    "batch_size": 32,
+    "lr": None,
+    "optimizer": "rmsprop",
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+    "grad_clip": None,
+    "weight_noise": 0.0,
+    "max_len": None,
+    "val_every": 200,
+    "val_max_sequences": None,
+    "ckpt_every": 500,
+    "keep_last": 3,
+    "early_stop_patience": 0,
+    "bf16": False,
+    "seed": 0,
+    "max_train_sequences": None,
+}
+# changing these on --resume changes the data stream or model: refused
+FIXED_ON_RESUME = ("corpus", "preset", "kind", "batch_size", "max_len", "seed", "optimizer")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a synthesis or prediction network")
+    p.add_argument("--corpus", help="corpus .npz (default: the bundled UNIPEN corpus)")
+    p.add_argument("--preset", choices=["tiny", "small", "medium", "large", "paper"])
+    p.add_argument("--kind", choices=["synthesis", "prediction"])
+    p.add_argument("--out", required=True, help="run directory (created)")
+    p.add_argument("--steps", type=int, help="total optimiser steps (default 10000)")
+    p.add_argument("--batch-size", type=int, help="sequences per batch and process (32)")
+    p.add_argument("--lr", type=float, help="learning rate (1e-4 rmsprop, 1e-3 adam)")
+    p.add_argument("--optimizer", choices=["rmsprop", "adam"], help="rmsprop = the paper's")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine", "step"])
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--grad-clip", type=float, help="global gradient-norm clip (default off)")
+    p.add_argument("--weight-noise", type=float, help="fixed weight-noise std (default 0)")
+    p.add_argument("--max-len", type=int, help="crop training sequences to T points")
+    p.add_argument("--val-every", type=int, help="steps between validations (200)")
+    p.add_argument("--val-max-sequences", type=int, help="validate on the first N lines only")
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (500)")
+    p.add_argument("--keep-last", type=int, help="checkpoints to keep besides the best (3)")
+    p.add_argument("--early-stop-patience", type=int, help="validations without improvement")
+    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-train-sequences", type=int, help="use only the first N training lines")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a model on a corpus's validation split")
+    e.add_argument("--model", required=True, help="model file (.safetensors)")
+    e.add_argument("--corpus", help="corpus .npz (default: the bundled UNIPEN corpus)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--max-sequences", type=int, help="evaluate the first N validation lines")
+    e.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    e.set_defaults(func=cmd_eval)
+
+
+def _load_corpus(path):
+    from engine.resources import default_corpus_path
+
+    path = Path(path) if path else default_corpus_path()
+    if not path.is_file():
+        raise EngineError(f"no corpus at {path}; pass --corpus PATH to a corpus .npz")
+    from engine.data.corpus import load_corpus
+
+    return load_corpus(path)
+
+
+def _settings(args) -> dict:
+    """run.json merged with the flags given on the command line."""
+    out = Path(args.out)
+    run_json = out / "run.json"
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k, None) is not None}
+    if args.resume:
+        if not run_json.is_file():
+            raise EngineError(f"cannot resume: {run_json} does not exist")
+        settings = json.loads(run_json.read_text())
+        for k in FIXED_ON_RESUME:
+            if k in given and given[k] != settings.get(k):
+                raise EngineError(f"--{k.replace('_', '-')} cannot change on --resume")
+        return {**settings, **given}
+    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        raise EngineError(f"{out} already holds a run; use --resume or another --out")
+    return {**RUN_DEFAULTS, **given}
+
+
+def build(settings: dict, device, resume: bool, run_dir):
+    """(trainer, task) for the settings; shared by the CLI and the studio's training worker."""
+    import numpy as np
+    import torch
+
+    from engine.alphabet import Alphabet
+    from engine.models import HandwritingModel, preset
+    from engine.train_data import HandwritingTask
+    from engine.trainer import TrainConfig, Trainer
+
+    corpus = _load_corpus(settings["corpus"])
+    texts, offsets, split = list(corpus.texts), list(corpus.offsets), np.asarray(corpus.split)
+    limit = settings.get("max_train_sequences")
+    if limit:
+        train_idx = np.flatnonzero(split == 0)[limit:]
+        keep = np.ones(len(split), bool)
+        keep[train_idx] = False
+        texts = [t for t, k in zip(texts, keep) if k]
+        offsets = [o for o, k in zip(offsets, keep) if k]
+        split = split[keep]
+    alphabet = Alphabet()
+    torch.manual_seed(settings["seed"])
+    config = preset(settings["preset"], settings["kind"], alphabet_size=len(alphabet))
+    model = HandwritingModel(config)
+    task = HandwritingTask(
+        model,
+        texts,
+        offsets,
+        split,
+        corpus.norm,
+        alphabet,
+        batch_size=settings["batch_size"],
+        max_len=settings["max_len"],
+        seed=settings["seed"],
+        val_max_sequences=settings["val_max_sequences"],
+        description={"corpus": str(settings["corpus"] or "bundled"), "preset": settings["preset"]},
+    )
+    names = {f.name for f in fields(TrainConfig)}
+    tconf = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    trainer = Trainer(task, tconf, run_dir=run_dir, device=device, resume=resume)
+    return trainer, task
+
+
+class Progress:
+    """A plain-text progress line on stderr: rate and ETA; newline-per-update when not a tty."""
+
+    def __init__(self, total: int, start: int, stream=sys.stderr, every: float = 0.5):
+        self.total, self.start, self.stream, self.every = total, start, stream, every
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.tty = stream.isatty()
+        if not self.tty:
+            self.every = 30.0
+
+    def update(self, r, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        done = r.step - self.start
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (r.total_steps - r.step) / rate if rate > 0 else math.inf
+        width = 24
+        filled = int(width * r.step / max(r.total_steps, 1))
+        line = (
+            f"[{'=' * filled}{' ' * (width - filled)}] {r.step}/{r.total_steps} "
+            f"loss {r.loss:8.1f} nats/seq {r.loss_per_point:6.3f}/pt  "
+            f"{rate:5.2f} steps/s {r.points_per_s:7.0f} pts/s  ETA {_fmt(eta)}"
+        )
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.stream.write(("\n" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def _fmt(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from engine.trainer import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    settings = _settings(args)
+    out = Path(args.out)
+    trainer, _ = build(settings, device, args.resume, out)
+    if trainer.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(settings, indent=2))
+    progress = None if args.quiet or trainer.rank else Progress(trainer.config.steps, trainer.step)
+    try:
+        for r in trainer.run():
+            if progress is None:
+                continue
+            progress.update(r, force=bool(r.validation))
+            if r.validation:
+                v = r.validation
+                progress.message(
+                    f"step {r.step}: valid {v['nats_per_sequence']:.1f} nats/seq, "
+                    f"{v['nats_per_point']:.4f} nats/pt, SSE {v['sse_per_point']:.4f}/pt"
+                    + ("  (best)" if "best" in r.events else "")
+                )
+            if "rollback" in r.events:
+                progress.message(f"step {r.step}: rolled back, lr now {trainer.current_lr():.3g}")
+    except KeyboardInterrupt:
+        if trainer.rank == 0 and trainer.step > trainer._last_ckpt_step:
+            path = trainer.checkpoint()
+            print(f"\ninterrupted: checkpoint written to {path}", file=sys.stderr)
+        raise
+    finally:
+        trainer.close()
+    if progress is not None:
+        progress.message(f"done: {trainer.step} steps; best model in {out / 'model.safetensors'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from engine.alphabet import Alphabet
+    from engine.checkpoint import load_model
+    from engine.train_data import HandwritingTask
+    from engine.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    loaded = load_model(args.model, device)
+    if loaded.kind not in ("synthesis", "prediction"):
+        raise EngineError(f"{args.model} is a {loaded.kind} model, not a handwriting model")
+    if loaded.norm is None:
+        raise EngineError(f"{args.model} has no normalisation statistics")
+    corpus = _load_corpus(args.corpus)
+    task = HandwritingTask(
+        loaded.model,
+        list(corpus.texts),
+        list(corpus.offsets),
+        corpus.split,
+        loaded.norm,  # the model's own normalisation, not the corpus's
+        loaded.alphabet or Alphabet(),
+        val_max_sequences=args.max_sequences,
+    )
+    task.to(device)
+    with torch.no_grad():
+        metrics = task.validate()
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"validation lines:  {int(metrics['sequences'])}")
+        print(f"nats/sequence:     {metrics['nats_per_sequence']:.2f}")
+        print(f"nats/point:        {metrics['nats_per_point']:.4f}")
+        print(f"SSE/point:         {metrics['sse_per_point']:.4f}")
+    return 0
