@@ -444,20 +444,21 @@ class Trainer:
 
     @torch.no_grad()
     def _add_weight_noise(self) -> list[Tensor] | None:
-        """Fixed-variance weight noise (Sec. 3.1): the loss and gradient are taken at w + n."""
+        """Fixed-variance weight noise (Sec. 3.1): the loss and gradient are taken at w + n.
+        Returns the clean weights; restoring copies them back ((w + n) - n is not exactly w)."""
         std = self.config.weight_noise
         if not std:
             return None
-        noise = [torch.randn_like(p) * std for p in self.params]
-        for p, n in zip(self.params, noise):
-            p.add_(n)
-        return noise
+        clean = [p.detach().clone() for p in self.params]
+        for p in self.params:
+            p.add_(torch.randn_like(p) * std)
+        return clean
 
     @torch.no_grad()
-    def _remove_weight_noise(self, noise: list[Tensor] | None) -> None:
-        if noise is not None:
-            for p, n in zip(self.params, noise):
-                p.sub_(n)
+    def _remove_weight_noise(self, clean: list[Tensor] | None) -> None:
+        if clean is not None:
+            for p, w in zip(self.params, clean):
+                p.copy_(w)
 
     def validate(self) -> dict:
         was_training = self.model.training
