@@ -1,0 +1,94 @@
+"""The page: ink drawn as the pen moves, with the pen tip and the timeline cursor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QColor
+
+INK = QColor(20, 30, 90)
+REFRESH_MS = 33
+
+
+def ink_path(points: np.ndarray, pen_up: np.ndarray, line_start) -> tuple[np.ndarray, np.ndarray]:
+    """x, y arrays with NaN between strokes (pen lifts and line breaks), for one curve item."""
+    n = len(points)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    breaks = pen_up.copy()
+    for s in line_start[1:]:
+        if 0 < s <= n:
+            breaks[s - 1] = True
+    breaks[-1] = False
+    k = np.flatnonzero(breaks)
+    x = np.insert(points[:, 0], k + 1, np.nan)
+    y = np.insert(points[:, 1], k + 1, np.nan)
+    return x, y
+
+
+def configure_page(plot: pg.PlotItem) -> None:
+    plot.invertY(True)  # engine convention: y grows down
+    plot.setAspectLocked(True)
+    plot.hideAxis("left")
+    plot.hideAxis("bottom")
+    plot.hideButtons()
+    plot.setMenuEnabled(False)
+
+
+class InkCanvas(pg.PlotWidget):
+    """Pulls the session's latest snapshot on a timer and redraws what changed."""
+
+    def __init__(self, session, parent=None, pen_width: float = 2.2):
+        super().__init__(parent, background="w")
+        self.session = session
+        configure_page(self.getPlotItem())
+        self.ink = pg.PlotDataItem(
+            pen=pg.mkPen(INK, width=pen_width), connect="finite", antialias=True
+        )
+        self.tip = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(220, 60, 40), pen=None)
+        self.cursor_marker = pg.ScatterPlotItem(
+            size=14, brush=pg.mkBrush(0, 0, 0, 0), pen=pg.mkPen(220, 60, 40, width=2)
+        )
+        for item in (self.ink, self.tip, self.cursor_marker):
+            self.addItem(item)
+        self._drawn = -1
+        self._n = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        session.started.connect(self.clear_page)
+        session.finished.connect(lambda _s: self.refresh())
+        session.cursor_changed.connect(self._show_cursor)
+
+    def clear_page(self) -> None:
+        self.ink.setData([], [])
+        self.tip.setData([], [])
+        self.cursor_marker.setData([], [])
+        self._drawn = -1
+        self._n = 0
+
+    def refresh(self) -> None:
+        snap = self.session.latest
+        if snap is None or self.session.version == self._drawn:
+            return
+        self._drawn = self.session.version
+        x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
+        self.ink.setData(x, y)
+        grew = snap.n_points != self._n
+        self._n = snap.n_points
+        if snap.n_points and self.session.running:
+            self.tip.setData([snap.points[-1, 0]], [snap.points[-1, 1]])
+        else:
+            self.tip.setData([], [])
+        if grew:
+            self.autoRange(padding=0.05)
+
+    def _show_cursor(self, index: int) -> None:
+        snap = self.session.latest
+        if snap is None or not (0 <= index < snap.n_points):
+            self.cursor_marker.setData([], [])
+            return
+        p = snap.points[index]
+        self.cursor_marker.setData([p[0]], [p[1]])

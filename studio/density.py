@@ -1,0 +1,105 @@
+"""Mixture views (paper Fig. 10): accumulated pen-position densities over the page (top) and
+the mixture weights pi_j(t) over time (bottom), both live while the pen moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from studio.canvas import configure_page, ink_path
+
+REFRESH_MS = 66
+
+
+class DensityView(QWidget):
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setBackground("w")
+        self.top = self.layout_widget.addPlot(row=0, col=0)
+        configure_page(self.top)
+        self.top.setTitle("Predicted pen-position densities, accumulated", color="k")
+        self.density = pg.ImageItem(axisOrder="row-major")
+        self.density.setColorMap(pg.colormap.get("inferno"))
+        self.top.addItem(self.density)
+        self.ink = pg.PlotDataItem(pen=pg.mkPen(120, 200, 255, 110, width=1), connect="finite")
+        self.top.addItem(self.ink)
+        self.weights_plot = self.layout_widget.addPlot(row=1, col=0)
+        self.weights_plot.setTitle("Mixture weights pi_j(t)", color="k")
+        self.weights_plot.setLabel("bottom", "timestep t")
+        self.weights_plot.setLabel("left", "component j")
+        self.weights_plot.setMenuEnabled(False)
+        self.weights = pg.ImageItem(axisOrder="row-major")
+        self.weights.setColorMap(pg.colormap.get("viridis"))
+        self.weights_plot.addItem(self.weights)
+        self.cursor_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(220, 60, 40, width=2))
+        self.cursor_line.setVisible(False)
+        self.weights_plot.addItem(self.cursor_line)
+        self.cursor_dot = pg.ScatterPlotItem(
+            size=12, brush=pg.mkBrush(0, 0, 0, 0), pen=pg.mkPen(120, 255, 120, width=2)
+        )
+        self.top.addItem(self.cursor_dot)
+        self.layout_widget.ci.layout.setRowStretchFactor(0, 3)
+        self.layout_widget.ci.layout.setRowStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Mixture densities (Fig. 10)"))
+        layout.addWidget(self.layout_widget, 1)
+        self.pi = np.zeros((0, 0), np.float32)
+        self._drawn = -1
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        session.started.connect(self._clear)
+        session.finished.connect(lambda _s: self.refresh())
+        session.cursor_changed.connect(self._on_cursor)
+
+    def _clear(self) -> None:
+        self.density.clear()
+        self.weights.clear()
+        self.ink.setData([], [])
+        self.cursor_line.setVisible(False)
+        self.cursor_dot.setData([], [])
+        self._drawn = -1
+
+    def refresh(self) -> None:
+        snap = self.session.latest
+        if snap is None or self.session.version == self._drawn:
+            return
+        self._drawn = self.session.version
+        if snap.density is not None and snap.density.size:
+            img = np.sqrt(snap.density)  # sqrt: faint strokes stay visible next to dense ones
+            top = float(np.percentile(img[img > 0], 99.5)) if (img > 0).any() else 1.0
+            self.density.setImage(img, autoLevels=False, levels=(0.0, max(top, 1e-9)))
+            self.density.setRect(*snap.density_rect)
+        x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
+        self.ink.setData(x, y)
+        if snap.n_points:
+            pts = snap.points
+            pad = 0.05 * max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1e-6)
+            self.top.setRange(
+                xRange=(pts[:, 0].min() - pad, pts[:, 0].max() + pad),
+                yRange=(pts[:, 1].min() - pad, pts[:, 1].max() + pad),
+                padding=0,
+            )
+        self.pi = snap.pi
+        if self.pi.size:
+            self.weights.setImage(self.pi.T, autoLevels=False, levels=(0.0, 1.0))
+            self.weights.setRect(0, 0, self.pi.shape[0], self.pi.shape[1])
+            self.weights_plot.setRange(
+                xRange=(0, max(self.pi.shape[0], 50)), yRange=(0, self.pi.shape[1]), padding=0
+            )
+
+    def _on_cursor(self, index: int) -> None:
+        snap = self.session.latest
+        if snap is None or not (0 <= index < snap.n_points):
+            self.cursor_line.setVisible(False)
+            self.cursor_dot.setData([], [])
+            return
+        self.cursor_line.setPos(index + 0.5)
+        self.cursor_line.setVisible(True)
+        p = snap.points[index]
+        self.cursor_dot.setData([p[0]], [p[1]])

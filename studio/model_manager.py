@@ -1,0 +1,142 @@
+"""Which handwriting model the studio writes with, loaded off the UI thread.
+
+States: no model yet (`loaded is None`, `status` says why), loading, ready. Torch is first
+imported here, in a worker thread, so the window is up before it loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from studio.workers import WorkerController
+
+MODEL_FILE = "model.safetensors"
+
+
+def bundled_model_file(kind: str = "synthesis") -> Path:
+    from engine.resources import default_model_path
+
+    return default_model_path(kind) / MODEL_FILE
+
+
+class _LoadJob:
+    def __init__(self, source):
+        self.source = source  # a path, or ("tiny", kind)
+        self._result = None
+
+    def steps(self):
+        if isinstance(self.source, tuple):
+            self._result = make_untrained(*self.source)
+        else:
+            from engine.checkpoint import load_model
+
+            loaded = load_model(self.source)
+            if loaded.kind not in ("synthesis", "prediction"):
+                from engine.checkpoint import ModelFileError
+
+                raise ModelFileError(
+                    f"{self.source} holds a {loaded.kind!r} model; the studio writes with a "
+                    "handwriting 'synthesis' or 'prediction' model"
+                )
+            self._result = loaded
+        yield
+
+    def snapshot(self):
+        return None
+
+    def progress(self):
+        return None
+
+    def result(self, stopped):
+        return self._result
+
+
+def make_untrained(preset_name: str = "tiny", kind: str = "synthesis"):
+    """A randomly initialised model for exploring the views before any model is installed."""
+    import torch
+
+    from engine.alphabet import Alphabet
+    from engine.checkpoint import LoadedModel
+    from engine.models import HandwritingModel, preset
+    from engine.strokes import NormStats
+
+    torch.manual_seed(0)
+    model = HandwritingModel(preset(preset_name, kind=kind)).eval()
+    norm = NormStats((0.0, 0.0), (1.0, 1.0))
+    return LoadedModel(model, kind, model.config, Alphabet(), norm, {"untrained": True}, None)
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    kind: str
+    path: Path | None
+
+
+class ModelManager(QObject):
+    changed = Signal()  # `loaded` changed (or its status)
+    failed = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loaded = None
+        self.name = ""
+        self.status = "No model loaded."
+        self.loading = False
+        self._controller = WorkerController(self)
+        self._controller.finished.connect(self._on_loaded)
+        self._controller.failed.connect(self._on_failed)
+        self._pending_name = ""
+
+    @property
+    def kind(self) -> str | None:
+        return None if self.loaded is None else self.loaded.kind
+
+    def load_file(self, path, name: str | None = None) -> None:
+        self._start(Path(path), name or Path(path).name)
+
+    def load_bundled(self, kind: str = "synthesis") -> bool:
+        path = bundled_model_file(kind)
+        if not path.is_file():
+            self.status = (
+                f"No {kind} model is installed (expected {path}). Open a model file, train one "
+                "in the Train tab, or create an untrained tiny model to explore the views."
+            )
+            self.changed.emit()
+            return False
+        self._start(path, f"bundled {kind} model")
+        return True
+
+    def create_untrained(self, kind: str = "synthesis") -> None:
+        self._start(("tiny", kind), f"untrained tiny {kind} model")
+
+    def set_loaded(self, loaded, name: str) -> None:
+        self.loaded, self.name = loaded, name
+        self.status = f"Model: {name} ({loaded.kind})"
+        self.changed.emit()
+
+    def _start(self, source, name: str) -> None:
+        if self._controller.is_running():
+            self.failed.emit("A model is still loading; wait a moment and try again.")
+            return
+        self.loading = True
+        self._pending_name = name
+        self.status = f"Loading {name}..."
+        self.changed.emit()
+        self._controller.start(_LoadJob(source))
+
+    def _on_loaded(self, loaded) -> None:
+        self.loading = False
+        self.set_loaded(loaded, self._pending_name)
+
+    def _on_failed(self, message: str) -> None:
+        self.loading = False
+        self.status = "No model loaded." if self.loaded is None else self.status
+        self.changed.emit()
+        self.failed.emit(message)
+
+    def wait(self, timeout_ms: int = 30000) -> bool:
+        return self._controller.shutdown(timeout_ms)

@@ -1,0 +1,263 @@
+"""Writing a page: multi-line text -> one sampler run per line, laid out down the page.
+
+Qt-free (numpy only; torch is imported by the sampler inside the worker thread). The job
+follows studio.workers' protocol: `steps()` yields once per pen point, `snapshot()` returns
+a `WriteSnapshot` the views draw from. Every line uses the same primer, bias and seed stream,
+so a page reads as one hand.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_PAGE_WIDTH = 40  # characters per line
+
+
+def wrap_text(text: str, width: int = DEFAULT_PAGE_WIDTH) -> list[str]:
+    """Paragraphs (split on newlines) wrapped at word boundaries to `width` characters.
+    Blank paragraphs are dropped; a word longer than the width is broken."""
+    if width < 1:
+        raise ValueError("the page width must be at least one character")
+    lines: list[str] = []
+    for para in text.splitlines():
+        para = " ".join(para.split())
+        if para:
+            lines.extend(textwrap.wrap(para, width, break_long_words=True))
+    return lines
+
+
+def mixture_density(params, b: int, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Eqs. 23-25 summed over components: sum_j pi_j N(d | mu_j, sigma_j, rho_j) at offsets
+    (gx, gy) (broadcastable arrays), for batch row b. Data units."""
+    pi, mu, sigma, rho = params.pi[b], params.mu[b], params.sigma[b], params.rho[b]
+    dx = (gx[..., None] - mu[:, 0]) / sigma[:, 0]
+    dy = (gy[..., None] - mu[:, 1]) / sigma[:, 1]
+    one_m_r2 = np.maximum(1.0 - rho**2, 1e-6)
+    z = dx**2 + dy**2 - 2.0 * rho * dx * dy
+    norm = 2.0 * np.pi * sigma[:, 0] * sigma[:, 1] * np.sqrt(one_m_r2)  # Eq. 24
+    n = np.exp(-z / (2.0 * one_m_r2)) / norm
+    return (n * pi).sum(axis=-1)
+
+
+class DensityAccumulator:
+    """Predicted pen-position densities summed over the writing, on a growing grid in canvas
+    coordinates (Fig. 10, top). Each step adds its probability mass on a patch around the
+    pen's expected next position."""
+
+    def __init__(self, cell: float, half: int = 12):
+        self.cell = float(cell)
+        self.half = half
+        self.image = np.zeros((0, 0), np.float32)  # rows = y, cols = x
+        self.origin = (0, 0)  # integer cell index (ix, iy) of image[0, 0]
+
+    def _ensure(self, ix0: int, iy0: int, ix1: int, iy1: int) -> None:
+        h, w = self.image.shape
+        if h == 0:
+            pad = 64
+            self.origin = (ix0 - pad, iy0 - pad)
+            self.image = np.zeros((iy1 - iy0 + 2 * pad, ix1 - ix0 + 2 * pad), np.float32)
+            return
+        ox, oy = self.origin
+        left, top = max(0, ox - ix0), max(0, oy - iy0)
+        right, bottom = max(0, ix1 - (ox + w)), max(0, iy1 - (oy + h))
+        if left or top or right or bottom:
+            grow = lambda n: 0 if n == 0 else n + 64  # noqa: E731 - grow in chunks
+            pads = ((grow(top), grow(bottom)), (grow(left), grow(right)))
+            self.image = np.pad(self.image, pads)
+            self.origin = (ox - pads[1][0], oy - pads[0][0])
+
+    def add(self, pen: np.ndarray, params, b: int = 0) -> None:
+        if not np.isfinite(pen).all():
+            return
+        centre = pen + (params.pi[b, :, None] * params.mu[b]).sum(axis=0)
+        cx, cy = int(np.floor(centre[0] / self.cell)), int(np.floor(centre[1] / self.cell))
+        H = self.half
+        ix = np.arange(cx - H, cx + H + 1)
+        iy = np.arange(cy - H, cy + H + 1)
+        gx = (ix + 0.5) * self.cell - pen[0]
+        gy = (iy + 0.5) * self.cell - pen[1]
+        patch = mixture_density(params, b, gx[None, :], gy[:, None]) * self.cell**2
+        self._ensure(ix[0], iy[0], ix[-1] + 1, iy[-1] + 1)
+        ox, oy = self.origin
+        self.image[iy[0] - oy : iy[-1] + 1 - oy, ix[0] - ox : ix[-1] + 1 - ox] += patch
+
+    def rect(self) -> tuple[float, float, float, float]:
+        """(x, y, width, height) of the image in canvas coordinates."""
+        h, w = self.image.shape
+        c = self.cell
+        return (self.origin[0] * c, self.origin[1] * c, w * c, h * c)
+
+
+@dataclass
+class WriteSnapshot:
+    """What the views draw. Points are pen positions after each generated step (primer
+    steps excluded), in canvas coordinates (data units, y down)."""
+
+    lines: list[str | None]
+    points: np.ndarray  # (N, 2)
+    pen_up: np.ndarray  # (N,) bool: the pen lifts after this point
+    line_start: list[int]  # index of each started line's first point
+    phi: list[np.ndarray]  # per started line: (T_line, U_line) one column per character
+    pi: np.ndarray  # (N, M)
+    density: np.ndarray | None  # accumulated density image, rows = y
+    density_rect: tuple[float, float, float, float] | None
+    current_line: int
+    finished: bool = False
+    stopped: bool = False
+    stopped_by_rule: list[bool] = field(default_factory=list)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.points)
+
+    def line_of(self, index: int) -> int:
+        """The line a point index belongs to."""
+        return max(0, int(np.searchsorted(self.line_start, index, side="right")) - 1)
+
+    def strokes(self) -> list[np.ndarray]:
+        """Absolute strokes; a new stroke starts after each pen lift and at each new line."""
+        if not len(self.points):
+            return []
+        breaks = self.pen_up.copy()
+        for s in self.line_start[1:]:
+            if s > 0:
+                breaks[s - 1] = True
+        out, start = [], 0
+        for end in np.flatnonzero(breaks) + 1:
+            out.append(self.points[start:end])
+            start = end
+        if start < len(self.points):
+            out.append(self.points[start:])
+        return [s for s in out if len(s)]
+
+
+class WriteJob:
+    """Writes `lines` (None = one unconditional scribble with the prediction network)."""
+
+    def __init__(
+        self,
+        loaded,
+        lines: list[str | None],
+        *,
+        bias: float = 0.0,
+        seed: int | None = None,
+        primer=None,
+        line_gap: float = 1.0,
+        max_steps: int = 700,
+        density: bool = True,
+    ):
+        if not lines:
+            raise ValueError("there is nothing to write")
+        self.loaded = loaded
+        self.lines = list(lines)
+        self.bias = float(bias)
+        self.primer = primer
+        self.max_steps = max_steps
+        seq = np.random.SeedSequence(seed)
+        self.seeds = [int(s.generate_state(1)[0]) for s in seq.spawn(len(self.lines))]
+        norm = getattr(loaded, "norm", None)
+        scale = float(np.mean(norm.std)) if norm is not None else 1.0
+        self.scale = scale
+        self.line_gap = line_gap
+        self.density = DensityAccumulator(cell=0.2 * scale) if density else None
+        self._points: list[np.ndarray] = []
+        self._pen_up: list[bool] = []
+        self._pi: list[np.ndarray] = []
+        self._phi: list[list[np.ndarray]] = []
+        self._line_start: list[int] = []
+        self._by_rule: list[bool] = []
+        self._current = 0
+        self._finished = False
+
+    # -- layout --------------------------------------------------------------------------
+    def _line_origin(self, i: int) -> np.ndarray:
+        if i == 0 or not self._points:
+            return np.zeros(2)
+        pts = np.asarray(self._points)
+        starts = self._line_start + [len(pts)]
+        tops, heights = [], []
+        for k in range(len(self._line_start)):
+            seg = pts[starts[k] : starts[k + 1]]
+            if len(seg):
+                oy = self._origins[k][1]
+                tops.append(oy - seg[:, 1].min())
+                heights.append(seg[:, 1].max() - seg[:, 1].min())
+        ascent = max(tops, default=self.scale * 10)
+        gap = self.line_gap * (np.median(heights) if heights else self.scale * 10) * 0.35
+        return np.array([0.0, pts[:, 1].max() + gap + ascent])
+
+    # -- the worker protocol -------------------------------------------------------------
+    def steps(self):
+        import torch
+
+        from engine.sampler import generate
+
+        # one thread: on a shared 2-core machine a second thread can slow small ops ~100x
+        torch.set_num_threads(1)
+        self._origins: list[np.ndarray] = []
+        for i, text in enumerate(self.lines):
+            self._current = i
+            origin = self._line_origin(i)
+            self._origins.append(origin)
+            self._line_start.append(len(self._points))
+            self._phi.append([])
+            self._by_rule.append(False)
+            pen = origin.copy()
+            skip = 0
+            if text is not None and self.primer is not None:
+                sep = "" if self.primer.text.endswith(" ") or text.startswith(" ") else " "
+                skip = len(self.primer.text + sep)
+            kwargs = dict(bias=self.bias, seed=self.seeds[i], primer=self.primer)
+            if text is None:
+                kwargs["max_steps"] = self.max_steps
+            for step in generate(self.loaded, text, **kwargs):
+                if step.primed:
+                    continue
+                if self.density is not None:
+                    self.density.add(pen, step.params)
+                pen = pen + step.offset[0, :2]
+                self._points.append(pen)
+                self._pen_up.append(bool(step.offset[0, 2] > 0.5))
+                self._pi.append(step.params.pi[0].astype(np.float32))
+                if step.phi is not None:
+                    row = step.phi[0, skip : skip + len(text)].astype(np.float32)
+                    self._phi[i].append(row)
+                    self._by_rule[i] = bool(step.phi[0, -1] > step.phi[0, :-1].max())
+                yield
+        self._finished = True
+
+    def snapshot(self) -> WriteSnapshot:
+        n = len(self._points)
+        phi = [np.asarray(rows, np.float32).reshape(len(rows), -1) for rows in self._phi]
+        for k, text in enumerate(self.lines[: len(phi)]):
+            if text is not None and phi[k].size == 0:
+                phi[k] = np.zeros((0, len(text)), np.float32)
+        dens = rect = None
+        if self.density is not None and self.density.image.size:
+            dens, rect = self.density.image.copy(), self.density.rect()
+        M = self._pi[0].shape[0] if self._pi else 0
+        return WriteSnapshot(
+            lines=self.lines,
+            points=np.asarray(self._points, np.float64).reshape(n, 2),
+            pen_up=np.asarray(self._pen_up, bool).reshape(n),
+            line_start=list(self._line_start),
+            phi=phi,
+            pi=np.asarray(self._pi, np.float32).reshape(n, M),
+            density=dens,
+            density_rect=rect,
+            current_line=self._current,
+            finished=self._finished,
+            stopped_by_rule=list(self._by_rule),
+        )
+
+    def progress(self) -> dict:
+        return {"line": self._current, "lines": len(self.lines), "points": len(self._points)}
+
+    def result(self, stopped: bool) -> WriteSnapshot:
+        snap = self.snapshot()
+        snap.stopped = stopped
+        snap.finished = True
+        return snap
