@@ -1,0 +1,216 @@
+"""Legibility benchmark: can an independent offline recogniser read what the model writes?
+
+Recogniser: PP-OCRv6-small text recognition (the ONNX weights shipped inside the
+rapidocr==3.10.0 wheel), run directly with onnxruntime: recognition only, no detection, fed
+one tightly cropped line image, greedy CTC decoding, printable ASCII only.
+
+Protocol: render ink black on white, crop to the ink with a ~5% margin (wide margins triple
+the error), resize to 48 px height. Score the case-insensitive character error rate (CER) of
+held-out texts (not training labels) written by the model at each bias, and of real
+validation ink through the same renderer as the baseline.
+
+    pip install --no-deps rapidocr==3.10.0 && pip install onnxruntime pillow
+    python3 -m bench.legibility --model resources/models/synthesis/model.safetensors \
+        --bias 1.0 0.15 --real 100 --save-png runs/legibility
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# 60 held-out texts: none is a UNIPEN training label (checked against the corpus at run time)
+TEXTS = [
+    "the quick brown fox", "jumps over the lazy dog", "handwriting by machine",
+    "recurrent networks", "a soft window of text", "mixture density output",
+    "pen lifts and strokes", "seven silver spoons", "please call me later",
+    "meet me at the station", "green tea with honey", "the river runs north",
+    "a small red boat", "winter is coming soon", "open the back door",
+    "my friend from school", "bright stars tonight", "heavy rain in march",
+    "she sells sea shells", "the cat sat quietly", "buy milk and bread",
+    "a letter to my aunt", "twelve yellow roses", "the old stone bridge",
+    "wait for the signal", "clocks strike noon", "under the apple tree",
+    "fresh paint on walls", "notes from the lecture", "bring your umbrella",
+    "the garden gate", "slow and steady", "warm summer nights",
+    "coffee at nine", "paper and ink", "thank you so much",
+    "happy birthday dear", "see you on monday", "the blue notebook",
+    "learning to write", "dinner with friends", "a quiet morning",
+    "the mountain path", "lost and found", "birds in the hedge",
+    "keep it simple", "turn left at the mill", "a long walk home",
+    "seventy two hours", "the missing key", "write it down now",
+    "rivers and lakes", "kind regards", "the window seat",
+    "a cup of cocoa", "maps of old towns", "gentle breeze",
+    "orange and lemon", "bread and butter", "good night moon",
+]  # fmt: skip
+
+REC_MODEL = "models/PP-OCRv6_rec_small.onnx"
+HEIGHT = 48
+
+
+class Recogniser:
+    """PP-OCRv6-small line recogniser: image (H, W) uint8 grey -> text."""
+
+    def __init__(self):
+        try:
+            import onnxruntime as ort
+            import rapidocr
+        except ImportError as exc:
+            raise SystemExit(
+                "the legibility bench needs: pip install --no-deps rapidocr==3.10.0 && "
+                f"pip install onnxruntime pillow ({exc})"
+            ) from None
+        path = Path(rapidocr.__file__).parent / REC_MODEL
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        chars = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self.classes = ["<blank>"] + chars + [" "]  # CTC blank first, space last (PaddleOCR)
+
+    def __call__(self, grey: np.ndarray) -> str:
+        h, w = grey.shape
+        width = max(8, int(round(w * HEIGHT / h)))
+        img = Image.fromarray(grey).convert("RGB").resize((width, HEIGHT), Image.BILINEAR)
+        x = np.asarray(img, np.float32).transpose(2, 0, 1)[None] / 255.0
+        x = (x - 0.5) / 0.5
+        probs = self.session.run(None, {self.session.get_inputs()[0].name: x})[0][0]
+        best = probs.argmax(-1)
+        out, prev = [], 0
+        for k in best:  # greedy CTC: collapse repeats, drop blanks
+            if k != prev and k != 0:
+                ch = self.classes[k] if k < len(self.classes) else ""
+                if len(ch) == 1 and 32 <= ord(ch) < 127:
+                    out.append(ch)
+            prev = k
+        return "".join(out).strip()
+
+
+def render_line(strokes: list[np.ndarray], margin: float = 0.05, px_height: int = 96) -> np.ndarray:
+    """Black ink on white, cropped tightly to the ink with `margin`; (H, W) uint8."""
+    strokes = [np.asarray(s, np.float64) for s in strokes if len(s)]
+    if not strokes:
+        return np.full((px_height, px_height), 255, np.uint8)
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(0), pts.max(0)
+    span = max(hi[1] - lo[1], 1e-6)
+    scale = px_height / span
+    pad = margin * px_height
+    W = int((hi[0] - lo[0]) * scale + 2 * pad) + 1
+    H = int(px_height + 2 * pad) + 1
+    img = Image.new("L", (max(W, 8), H), 255)
+    draw = ImageDraw.Draw(img)
+    width = max(2, int(round(px_height * 0.035)))
+    for s in strokes:
+        xy = [(float((p[0] - lo[0]) * scale + pad), float((p[1] - lo[1]) * scale + pad)) for p in s]
+        if len(xy) == 1:
+            x, y = xy[0]
+            draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=0)
+        else:
+            draw.line(xy, fill=0, width=width, joint="curve")
+    return np.asarray(img)
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def cer(refs: list[str], hyps: list[str]) -> float:
+    """Character error rate over a set, case-insensitive: sum of edits / sum of lengths."""
+    edits = sum(levenshtein(r.lower(), h.lower()) for r, h in zip(refs, hyps))
+    return edits / max(1, sum(len(r) for r in refs))
+
+
+def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None) -> dict:
+    from engine.checkpoint import load_model
+    from engine.sampler import sample
+
+    loaded = load_model(model_path)
+    rec = rec or Recogniser()
+    results = {}
+    for bias in biases:
+        hyps, t0 = [], time.perf_counter()
+        for i, text in enumerate(texts):
+            s = sample(loaded, text, bias=bias, seed=seed + i)[0]
+            img = render_line(s.strokes())
+            hyps.append(rec(img))
+            if save_png is not None and i < 8:
+                Path(save_png).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(Path(save_png) / f"bias{bias:g}-{i:02d}.png")
+        results[f"bias={bias:g}"] = {
+            "cer": cer(texts, hyps),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "examples": [[r, h] for r, h in list(zip(texts, hyps))[:10]],
+        }
+    return results
+
+
+def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
+    from engine.data.corpus import load_corpus
+
+    from engine.strokes import offsets_to_strokes
+
+    corpus = load_corpus(corpus_path)
+    rec = rec or Recogniser()
+    idx = np.flatnonzero(np.asarray(corpus.split) == 1)[:n]
+    refs = [corpus.texts[i] for i in idx]
+    hyps = []
+    for k, i in enumerate(idx):
+        img = render_line(offsets_to_strokes(corpus.offsets[i]))
+        hyps.append(rec(img))
+        if save_png is not None and k < 4:
+            Path(save_png).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(Path(save_png) / f"real-{k:02d}.png")
+    return {"cer": cer(refs, hyps), "lines": len(idx), "examples": list(zip(refs, hyps))[:10]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="synthesis model file")
+    ap.add_argument("--corpus", help="corpus .npz for the real-ink baseline (default bundled)")
+    ap.add_argument("--bias", type=float, nargs="+", default=[1.0, 0.15])
+    ap.add_argument("--texts", type=int, default=len(TEXTS), help="how many held-out texts")
+    ap.add_argument("--real", type=int, default=100, help="validation lines for the baseline")
+    ap.add_argument("--save-png", help="folder for a few rendered lines")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    from engine.resources import default_corpus_path
+
+    corpus = args.corpus or default_corpus_path()
+    texts = TEXTS[: args.texts]
+    if Path(corpus).is_file():
+        from engine.data.corpus import load_corpus
+
+        labels = {t.strip().lower() for t in load_corpus(corpus).texts}
+        overlap = [t for t in texts if t.lower() in labels]
+        if overlap:
+            print(
+                f"warning: {len(overlap)} bench texts are corpus labels: {overlap}", file=sys.stderr
+            )
+    rec = Recogniser()
+    out: dict = {}
+    if args.real and Path(corpus).is_file():
+        out["real_ink"] = score_real(corpus, args.real, rec, args.save_png)
+        real = out["real_ink"]
+        print(f"real validation ink: CER {real['cer']:.3f} ({real['lines']} lines)")
+    if args.model:
+        out["model"] = score_model(args.model, args.bias, texts, save_png=args.save_png, rec=rec)
+        for k, v in out["model"].items():
+            print(f"model {k}: CER {v['cer']:.3f} over {len(texts)} texts ({v['seconds']} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
