@@ -1,0 +1,158 @@
+"""`handwriting-engine sample`: write text with a synthesis model to JSON, SVG, PNG, GIF, InkML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine import EngineError
+
+FORMATS = (".json", ".svg", ".png", ".gif", ".inkml")
+EXPORT_SCALE = 4.0  # preprocessing units -> output units (a body height of ~40 px)
+
+
+class CommandError(EngineError):
+    pass
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="write text in handwriting (or scribble with a prediction model)",
+        description="Write TEXT with a synthesis model and save it; the output format follows "
+        f"the extension of --out: {', '.join(FORMATS)}. Long text wraps to --width characters.",
+    )
+    p.add_argument("--text", help="text to write (printable ASCII; \\n starts a new line)")
+    p.add_argument("--model", type=Path, help="model file (default: the bundled model)")
+    p.add_argument(
+        "--bias",
+        type=float,
+        default=0.5,
+        help="sampling bias b >= 0 (Sec. 5.4): 0 = unbiased, 0.15 = varied but "
+        "legible, 1 = neat (default 0.5)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible sample")
+    p.add_argument("--prime-ink", type=Path, help="ink whose style to imitate (.json or .inkml)")
+    p.add_argument("--prime-text", help="what the priming ink says (default: the ink's own label)")
+    p.add_argument("--width", type=int, default=60, help="page width in characters (default 60)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=700,
+        help="points to draw with a prediction model (default 700)",
+    )
+    p.add_argument("--animate", action="store_true", help="for .svg: an animated pen drawing")
+    p.add_argument("--scale", type=float, default=EXPORT_SCALE, help="output units per model unit")
+    p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
+    p.set_defaults(func=run_sample)
+
+
+def resolve_model_path(path: Path | None, kind: str = "synthesis") -> Path:
+    from engine.resources import default_model_path
+
+    if path is not None:
+        return path
+    bundled = default_model_path(kind) / "model.safetensors"
+    if not bundled.is_file():
+        raise CommandError(
+            f"no {kind} model is installed (looked for {bundled}); pass --model PATH or train "
+            "one with `handwriting-engine train`"
+        )
+    return bundled
+
+
+def load_primer(ink_path: Path, text: str | None):
+    from engine.data.native import load_ink
+    from engine.data.preprocess import preprocess_ink
+    from engine.sampler import Primer
+
+    if not ink_path.is_file():
+        raise CommandError(f"no priming ink at {ink_path}")
+    if ink_path.suffix.lower() == ".inkml":
+        from engine.data.inkml import load_inkml
+
+        inks = load_inkml(ink_path)
+        ink = inks[0] if isinstance(inks, list) else inks
+    else:
+        ink = load_ink(ink_path)
+    label = text if text is not None else ink.text
+    if not label or not label.strip():
+        raise CommandError("the priming ink has no text label: say what it reads with --prime-text")
+    return Primer(preprocess_ink(ink), label)
+
+
+def run_sample(args) -> int:
+    from engine.checkpoint import load_model
+
+    suffix = args.out.suffix.lower()
+    if suffix not in FORMATS:
+        raise CommandError(f"cannot write {args.out.name}: use one of {', '.join(FORMATS)}")
+    if not args.out.parent.exists():
+        raise CommandError(f"the folder {args.out.parent} does not exist")
+    if args.scale <= 0:
+        raise CommandError("--scale must be positive")
+    loaded = load_model(resolve_model_path(args.model))
+    if loaded.kind not in ("synthesis", "prediction"):
+        raise CommandError(f"{loaded.path} is a {loaded.kind} model, not a handwriting model")
+    primer = load_primer(args.prime_ink, args.prime_text) if args.prime_ink else None
+    if loaded.kind == "synthesis":
+        if args.text is None:
+            raise CommandError("--text is required for a synthesis model")
+        from engine.layout import write_page
+
+        page = write_page(
+            loaded,
+            args.text.replace("\\n", "\n"),
+            width=args.width,
+            bias=args.bias,
+            seed=args.seed,
+            primer=primer,
+        )
+        strokes = [s for line in page for s in line.strokes]
+        text = "\n".join(line.text for line in page)
+    else:
+        from engine.sampler import sample
+
+        strokes = sample(
+            loaded, None, bias=args.bias, seed=args.seed, primer=primer, max_steps=args.steps
+        )[0].strokes()
+        text = ""
+    strokes = [s * args.scale for s in strokes if len(s)]
+    write_output(args.out, text, strokes, animate=args.animate)
+    print(f"wrote {args.out} ({len(strokes)} strokes)")
+    return 0
+
+
+def write_output(path: Path, text: str, strokes, animate: bool = False) -> None:
+    from engine import render
+
+    suffix = path.suffix.lower()
+    if not strokes:
+        raise CommandError("the model produced no ink; try another seed or a lower bias")
+    try:
+        if suffix == ".json":
+            data = {
+                "text": text,
+                "strokes": [
+                    [[round(float(x), 3), round(float(y), 3)] for x, y in s] for s in strokes
+                ],
+            }
+            path.write_text(json.dumps(data))
+        elif suffix == ".svg":
+            svg = (
+                render.render_animated_svg(strokes)
+                if animate
+                else render.render_svg(strokes, background="white")
+            )
+            path.write_text(svg)
+        elif suffix == ".png":
+            render.render_png(strokes, path, stroke_width=2.5)
+        elif suffix == ".gif":
+            render.render_gif(strokes, path, stroke_width=2.5)
+        elif suffix == ".inkml":
+            from engine.data.ink import Ink
+            from engine.data.inkml import save_inkml
+
+            save_inkml(Ink(text, strokes), path)
+    except OSError as exc:
+        raise CommandError(f"could not write {path}: {exc.strerror or exc}") from None

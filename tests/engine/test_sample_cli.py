@@ -1,0 +1,126 @@
+"""The `sample` command end to end with a small saved model, and its error messages."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.alphabet import Alphabet
+from engine.checkpoint import save_model
+from engine.cli import main
+from engine.layout import wrap_text
+from engine.models import HandwritingModel, preset
+from engine.sampler import SamplingError
+from engine.strokes import NormStats
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("m") / "tiny.safetensors"
+    save_model(path, HandwritingModel(preset("tiny")), Alphabet(), NormStats((0.6, 0.0), (1, 1)))
+    return path
+
+
+def test_json_output_has_text_and_strokes_in_screen_coordinates(model_file, tmp_path):
+    out = tmp_path / "a.json"
+    assert (
+        main(
+            [
+                "sample",
+                "--text",
+                "ab\\ncd",
+                "--model",
+                str(model_file),
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    data = json.loads(out.read_text())
+    assert data["text"] == "ab\ncd"
+    assert data["strokes"] and all(len(p) == 2 for s in data["strokes"] for p in s)
+    # two lines: the second line's ink sits lower (y grows down)
+    ys = [p[1] for s in data["strokes"] for p in s]
+    assert max(ys) - min(ys) > 20
+
+
+def test_svg_and_png_outputs(model_file, tmp_path):
+    svg, png = tmp_path / "a.svg", tmp_path / "a.png"
+    for out in (svg, png):
+        assert (
+            main(
+                [
+                    "sample",
+                    "--text",
+                    "hello",
+                    "--model",
+                    str(model_file),
+                    "--seed",
+                    "1",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+    root = ET.parse(svg).getroot()
+    paths = root.findall(".//{http://www.w3.org/2000/svg}path")
+    assert len(paths) >= 1
+    img = np.asarray(Image.open(png).convert("L"))
+    assert (img < 128).sum() > 20 and (img > 250).mean() > 0.5  # dark ink on white
+
+
+def test_same_seed_same_output(model_file, tmp_path):
+    outs = []
+    for name in ("x.json", "y.json"):
+        main(
+            [
+                "sample",
+                "--text",
+                "seed",
+                "--model",
+                str(model_file),
+                "--seed",
+                "9",
+                "--out",
+                str(tmp_path / name),
+            ]
+        )
+        outs.append((tmp_path / name).read_text())
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text", "hi", "--out", "OUT.doc"], "cannot write"),
+        (["--text", "na\u00efve", "--out", "OUT.json"], "cannot write"),
+        (
+            ["--text", "hi", "--model", "/nonexistent/m.safetensors", "--out", "OUT.json"],
+            "no model file",
+        ),
+        (["--text", "", "--out", "OUT.json"], "no text"),
+    ],
+)
+def test_errors_are_messages_not_tracebacks(model_file, tmp_path, capsys, args, message):
+    args = [a.replace("OUT", str(tmp_path / "o")) for a in args]
+    if "--model" not in args:
+        args += ["--model", str(model_file)]
+    assert main(["sample", *args]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_wrap_text_bounds_and_blank_lines():
+    assert wrap_text("one two three", 8) == ["one two", "three"]
+    assert wrap_text("a\n\nb", 10) == ["a", "", "b"]
+    with pytest.raises(SamplingError, match="at most"):
+        wrap_text("x" * 10_001)
+    with pytest.raises(SamplingError, match="no text"):
+        wrap_text(" \n  \n")
