@@ -94,13 +94,25 @@ def export_inkml(strokes, text: str, path) -> Path:
         ) from None
     path = Path(path)
     ink = Ink(text=text, strokes=_check(strokes))
-    writer = getattr(inkml, "save_inkml", None) or inkml.write_inkml
+    writer = _find(inkml, ("save_inkml", "write_inkml", "save"))
     writer(ink, path)
     return path
 
 
 def import_inkml(path):
-    from engine.data import inkml
+    try:
+        from engine.data import inkml
+    except ModuleNotFoundError:
+        raise ExportError(
+            "InkML import is not available in this build (engine.data.inkml is missing)"
+        ) from None
+    ink = _find(inkml, ("load_inkml", "read_inkml", "load"))(path)
+    return ink[0] if isinstance(ink, list | tuple) else ink
 
-    reader = getattr(inkml, "load_inkml", None) or inkml.read_inkml
-    return reader(path)
+
+def _find(module, names):
+    for name in names:
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    raise ExportError(f"engine.data.inkml has none of {', '.join(names)}")

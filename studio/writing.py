@@ -231,10 +231,10 @@ class WriteJob:
 
     def snapshot(self) -> WriteSnapshot:
         n = len(self._points)
-        phi = [np.asarray(rows, np.float32).reshape(len(rows), -1) for rows in self._phi]
-        for k, text in enumerate(self.lines[: len(phi)]):
-            if text is not None and phi[k].size == 0:
-                phi[k] = np.zeros((0, len(text)), np.float32)
+        phi = []
+        for k, rows in enumerate(self._phi):
+            width = len(self.lines[k] or "")
+            phi.append(np.asarray(rows, np.float32) if rows else np.zeros((0, width), np.float32))
         dens = rect = None
         if self.density is not None and self.density.image.size:
             dens, rect = self.density.image.copy(), self.density.rect()

@@ -1,0 +1,59 @@
+"""Studio test fixtures: every user path goes to a temporary folder, models are tiny."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def studio_home(tmp_path, monkeypatch):
+    """Point studio.paths (data, config, styles, trained models) at a temporary folder."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HANDWRITING_STUDIO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_synthesis():
+    from studio.model_manager import make_untrained
+
+    return make_untrained("tiny", "synthesis")
+
+
+@pytest.fixture(scope="session")
+def tiny_prediction():
+    from studio.model_manager import make_untrained
+
+    return make_untrained("tiny", "prediction")
+
+
+def handwritten_ink(text: str = "hi", seed: int = 0):
+    """A few loopy strokes that look enough like a written line for preprocessing."""
+    from engine.data.ink import Ink
+
+    rng = np.random.default_rng(seed)
+    strokes = []
+    for k in range(max(2, len(text))):
+        t = np.linspace(0, 2 * np.pi, 40)
+        x = 30 * k + 8 * np.cos(t) + t * 3
+        y = 50 + 15 * np.sin(t) + rng.normal(0, 0.3, t.shape)
+        strokes.append(np.column_stack([x, y]))
+    pressure = [np.linspace(0.3, 0.9, len(s)) for s in strokes]
+    return Ink(text=text, strokes=strokes, pressure=pressure)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from studio.main_window import MainWindow
+    from studio.styles import StyleStore
+
+    styles = StyleStore(bundled_dir=tmp_path / "no-bundled-styles")
+    w = MainWindow(styles=styles)
+    qtbot.addWidget(w)
+    w.force_close = True
+    yield w
+    w.train_tab.shutdown()
+    w.write_tab.shutdown()
+    w.capture_tab.shutdown()
+    w.models.wait()

@@ -1,0 +1,68 @@
+"""Exports of the written page: SVG, PNG, animation, InkML."""
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def written(qtbot, window, tiny_synthesis):
+    window.models.set_loaded(tiny_synthesis, "tiny")
+    window.write_tab.text.setPlainText("ab")
+    with qtbot.waitSignal(window.write_tab.controller.finished, timeout=60000):
+        window.write_tab.write()
+    return window
+
+
+def test_svg_has_one_path_per_stroke(written, tmp_path):
+    strokes, _ = written.current_ink()
+    out = written.export("svg", str(tmp_path / "page.svg"))
+    root = ET.parse(out).getroot()
+    paths = root.findall(".//{http://www.w3.org/2000/svg}path")
+    assert len(paths) == len(strokes) > 0
+
+
+def test_png_decodes_with_ink_pixels(written, tmp_path):
+    out = written.export("png", str(tmp_path / "page.png"), height=200, transparent=False)
+    img = np.asarray(Image.open(out).convert("L"))
+    assert img.shape[0] == 200
+    assert (img < 128).sum() > 20 and (img > 250).mean() > 0.5
+
+
+def test_transparent_png(written, tmp_path):
+    out = written.export("png", str(tmp_path / "t.png"), height=100, transparent=True)
+    img = Image.open(out)
+    assert img.mode == "RGBA" and np.asarray(img)[..., 3].min() == 0
+
+
+def test_animation_exports(written, tmp_path):
+    svg = written.export("animation", str(tmp_path / "anim.svg"))
+    assert "<animate" in open(svg).read()
+    gif = written.export("animation", str(tmp_path / "anim.gif"))
+    assert Image.open(gif).n_frames > 1
+
+
+def test_inkml_round_trip(written, tmp_path):
+    pytest.importorskip("engine.data.inkml")
+    from studio.export import import_inkml
+
+    strokes, text = written.current_ink()
+    out = written.export("inkml", str(tmp_path / "page.inkml"))
+    ink = import_inkml(out)
+    assert len(ink.strokes) == len(strokes)
+    assert np.allclose(np.concatenate(ink.strokes), np.concatenate(strokes), atol=1e-2)
+
+
+def test_export_errors_are_messages(written, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a: shown.append(a[2]))
+    assert written.export("png", str(tmp_path / "missing-dir" / "x" / "p.png"), height=50) in (
+        None,
+        str(tmp_path / "missing-dir" / "x" / "p.png"),
+    )
+    assert written.export("svg", "/proc/forbidden.svg") is None
+    assert shown and "Traceback" not in shown[-1]

@@ -1,0 +1,135 @@
+"""The main window: opens, writes with live views, stops, flags unsupported characters."""
+
+import numpy as np
+from PySide6.QtGui import QTextCursor
+
+
+def test_window_opens_with_tabs_and_no_model_state(window):
+    names = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    assert names[:3] == ["Write", "Capture && style", "Train"]
+    window.models.load_bundled("synthesis") or None
+    if window.models.loaded is None and not window.models.loading:
+        assert "No synthesis model is installed" in window.models.status
+        assert not window.write_tab.write_button.isEnabled()
+        assert not window.write_tab.untrained_button.isHidden()
+
+
+def _write(qtbot, window, text, model):
+    tab = window.write_tab
+    window.models.set_loaded(model, "tiny")
+    tab.text.setPlainText(text)
+    with qtbot.waitSignal(tab.controller.finished, timeout=60000) as blocker:
+        tab.write()
+    return blocker.args[0]
+
+
+def test_write_produces_ink_and_one_phi_row_per_character(qtbot, window, tiny_synthesis):
+    snap = _write(qtbot, window, "ab cd", tiny_synthesis)
+    assert snap.n_points > 0 and not snap.stopped
+    assert window.write_tab.last_first_ink is not None
+    canvas = window.write_tab.canvas
+    canvas.refresh()
+    x, _ = canvas.ink.getData()
+    assert np.isfinite(x).sum() == snap.n_points
+    view = window.write_tab.attention
+    view.refresh()
+    assert view.phi.shape == (snap.n_points, len("ab cd"))
+    ticks = view.plot.getAxis("left")._tickLevels[0]
+    assert [t for _, t in ticks] == ["a", "b", "␣", "c", "d"]
+    assert view.image.image.shape == (len("ab cd"), snap.n_points)
+    window.write_tab.density.refresh()
+    assert window.write_tab.density.weights.image.shape == (3, snap.n_points)
+    assert window.write_tab.timeline.isEnabled()
+
+
+def test_timeline_scrubs_canvas_and_heatmap(qtbot, window, tiny_synthesis):
+    snap = _write(qtbot, window, "abc", tiny_synthesis)
+    tab = window.write_tab
+    tab.timeline.setValue(snap.n_points // 2)
+    assert window.session.cursor == snap.n_points // 2
+    (cx,), (cy,) = tab.canvas.cursor_marker.getData()
+    assert (cx, cy) == tuple(snap.points[snap.n_points // 2])
+    assert tab.attention.cursor_line.isVisible()
+    assert tab.attention.cursor_line.value() == snap.n_points // 2 + 0.5
+
+
+def test_multiline_text_wraps_to_page_width(qtbot, window, tiny_synthesis):
+    window.write_tab.page_width.setValue(6)
+    snap = _write(qtbot, window, "abc def ghi", tiny_synthesis)
+    assert snap.lines == ["abc", "def", "ghi"]
+    assert len(snap.line_start) == 3
+
+
+def test_stop_stops(qtbot, window, tiny_synthesis):
+    tab = window.write_tab
+    window.models.set_loaded(tiny_synthesis, "tiny")
+    tab.text.setPlainText("a long text " * 20)
+    with qtbot.waitSignal(tab.controller.partial_result, timeout=30000):
+        tab.write()
+    with qtbot.waitSignal(tab.controller.finished, timeout=30000) as blocker:
+        tab.stop_button.click()
+    snap = blocker.args[0]
+    assert snap.stopped
+    assert not tab.controller.is_running()
+    assert tab.write_button.isEnabled() and not tab.stop_button.isEnabled()
+    assert "Stopped" in tab.banner.text()
+
+
+def test_unsupported_characters_are_flagged_before_writing(qtbot, window, tiny_synthesis):
+    tab = window.write_tab
+    window.models.set_loaded(tiny_synthesis, "tiny")
+    tab.text.setPlainText("café ok")
+    assert tab.banner.isVisible() or not tab.banner.isHidden()
+    assert "'é'" in tab.banner.text()
+    block = tab.text.document().firstBlock()
+    formats = block.layout().formats()
+    assert [(f.start, f.length) for f in formats] == [(3, 1)]
+    tab.write()
+    assert not tab.controller.is_running()  # nothing started
+    cursor = tab.text.textCursor()
+    cursor.setPosition(3)
+    cursor.movePosition(QTextCursor.MoveOperation.Right, QTextCursor.MoveMode.KeepAnchor)
+    cursor.insertText("e")
+    assert tab.banner.isHidden()
+
+
+def test_worker_failure_shows_message_and_app_stays_usable(qtbot, window, tiny_synthesis):
+    tab = window.write_tab
+
+    class Broken:
+        kind = "synthesis"
+        alphabet = tiny_synthesis.alphabet
+        norm = tiny_synthesis.norm
+        model = None  # generate() fails on it inside the worker
+
+    window.models.set_loaded(Broken(), "broken")
+    tab.text.setPlainText("ab")
+    with qtbot.waitSignal(tab.controller.failed, timeout=30000):
+        tab.write()
+    qtbot.waitUntil(lambda: not tab.controller.is_running())
+    assert "Writing failed" in tab.banner.text()
+    snap = _write(qtbot, window, "ab", tiny_synthesis)
+    assert snap.n_points > 0
+
+
+def test_scribble_with_prediction_model(qtbot, window, tiny_prediction):
+    tab = window.write_tab
+    window.models.set_loaded(tiny_prediction, "tiny prediction")
+    assert not tab.scribble_button.isHidden() and not tab.write_button.isEnabled()
+    with qtbot.waitSignal(tab.controller.finished, timeout=60000) as blocker:
+        tab.scribble_button.click()
+    snap = blocker.args[0]
+    assert snap.n_points > 0 and snap.lines == [None]
+
+
+def test_settings_persist(qtbot, window, studio_home):
+    from studio.main_window import MainWindow
+
+    window.write_tab.text.setPlainText("remember me")
+    window.write_tab.bias.set_value(1.0)
+    window.save_settings()
+    assert str(window.settings.fileName()).startswith(str(studio_home))
+    again = MainWindow(styles=window.styles)
+    qtbot.addWidget(again)
+    assert again.write_tab.text.toPlainText() == "remember me"
+    assert again.write_tab.bias.value() == 1.0

@@ -1,0 +1,118 @@
+"""In-app training: the worker reports, finishes, pauses, cancels and closes cleanly."""
+
+import time
+
+import pytest
+
+from tests.studio.conftest import handwritten_ink
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    from studio.training import dataset_from_inks
+
+    texts = ["hi", "ho", "ha", "he", "hu", "hy"]
+    return dataset_from_inks([handwritten_ink(t, seed=i) for i, t in enumerate(texts)], "test")
+
+
+def _start(tab, tmp_path, dataset, steps, **kw):
+    args = dict(
+        dataset=dataset,
+        preset="tiny",
+        steps=steps,
+        batch_size=2,
+        max_len=60,
+        run_dir=tmp_path / "run",
+        preview_every=2,
+        preview_text="hi",
+        val_every=2,
+        ckpt_every=0,
+        threads=1,
+    )
+    args.update(kw)
+    assert tab.start(**args)
+
+
+def test_dataset_split_and_norm(dataset):
+    assert (dataset.split == 1).sum() >= 1 and (dataset.split == 0).sum() >= 1
+    assert all(o.shape[1] == 3 for o in dataset.offsets)
+    assert dataset.norm.std[0] > 0
+
+
+@pytest.mark.slow
+def test_training_worker_reports_and_finishes(qtbot, window, tmp_path, dataset):
+    tab = window.train_tab
+    progress = []
+    tab.controller.progress.connect(progress.append)
+    with qtbot.waitSignal(tab.controller.finished, timeout=120000) as blocker:
+        _start(tab, tmp_path, dataset, steps=4)
+    snap = blocker.args[0]
+    assert snap.step == 4 and not snap.stopped
+    assert progress and progress[-1]["step"] == 4
+    assert len(snap.train_loss) == 4 and len(snap.valid_loss) == 2
+    assert snap.preview and snap.preview_step == 4
+    assert snap.checkpoints
+    tab.refresh()
+    assert tab.checkpoints.count() == len(snap.checkpoints)
+    from engine.checkpoint import load_model
+
+    loaded = load_model(snap.checkpoints[-1])
+    assert loaded.kind == "synthesis" and loaded.norm is not None
+    # "use this model for writing" hands the checkpoint to the model manager
+    with qtbot.waitSignal(
+        window.models.changed,
+        timeout=60000,
+        check_params_cb=lambda: window.models.loaded is not None,
+    ):
+        tab.use_button.click()
+    qtbot.waitUntil(lambda: window.models.loaded is not None and not window.models.loading)
+    assert window.models.loaded.path == loaded.path
+
+
+@pytest.mark.slow
+def test_pause_resume_cancel_keeps_a_checkpoint(qtbot, window, tmp_path, dataset):
+    tab = window.train_tab
+    with qtbot.waitSignal(
+        tab.controller.progress, timeout=120000, check_params_cb=lambda p: p["step"] >= 1
+    ):
+        _start(tab, tmp_path, dataset, steps=100000, preview_every=0, val_every=0)
+    tab.toggle_pause()
+    time.sleep(0.3)
+    qtbot.wait(50)
+    step = tab.latest.step
+    time.sleep(0.4)
+    qtbot.wait(150)
+    assert tab.latest.step <= step + 1  # at most the step in flight
+    tab.toggle_pause()
+    with qtbot.waitSignal(tab.controller.finished, timeout=60000) as blocker:
+        tab.cancel()
+    snap = blocker.args[0]
+    assert snap.stopped and snap.checkpoints
+    assert not tab.is_training()
+
+
+@pytest.mark.slow
+def test_closing_mid_training_stops_thread_and_keeps_checkpoint(qtbot, window, tmp_path, dataset):
+    tab = window.train_tab
+    with qtbot.waitSignal(
+        tab.controller.progress, timeout=120000, check_params_cb=lambda p: p["step"] >= 2
+    ):
+        _start(tab, tmp_path, dataset, steps=100000, preview_every=0, val_every=0)
+    ended = []
+    tab.controller._thread.finished.connect(lambda: ended.append(True))
+    window.close()
+    assert not tab.is_training() and ended == [True]
+    from engine.checkpoint import load_model
+
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*[0-9].safetensors"))
+    assert ckpts
+    assert load_model(ckpts[-1]).kind == "synthesis"
+
+
+def test_bad_data_is_a_message(qtbot, window, tmp_path):
+    tab = window.train_tab
+    with qtbot.waitSignal(tab.controller.failed, timeout=60000) as blocker:
+        tab.start(source="unipen", path=str(tmp_path / "nope"), run_dir=tmp_path / "r")
+    assert "does not exist" in blocker.args[0]
+    qtbot.waitUntil(lambda: not tab.is_training())
+    assert "Training failed" in tab.banner.text() and tab.start_button.isEnabled()
