@@ -23,22 +23,47 @@ class ModelFileError(EngineError):
     """A model or checkpoint file that cannot be used; the message says why."""
 
 
+class StorageError(EngineError, OSError):
+    """A file could not be written (disk full, no permission, ...); any old file is intact.
+    Also an OSError (with the original errno), so `except OSError` callers still catch it."""
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    import errno
+
+    why = {
+        errno.ENOSPC: "the disk is full; free some space and try again",
+        errno.EDQUOT: "the disk quota is exceeded; free some space and try again",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EPERM: "permission denied; choose a folder you can write to",
+        errno.EROFS: "the file system is read-only; choose another folder",
+    }.get(exc.errno, exc.strerror or str(exc))
+    err = StorageError(f"could not save {path}: {why}")
+    err.errno, err.filename = exc.errno, str(path)
+    return err
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    """Write `data` to `path` so that readers see either the old file or the whole new one.
+    Failures (disk full, no permission) raise StorageError and leave any old file as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise _storage_error(path, exc) from exc
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)

@@ -91,8 +91,11 @@ def ink_from_dict(d: dict, where: str = "ink") -> Ink:
 
 
 def save_ink(ink: Ink, path) -> Path:
+    from engine.checkpoint import atomic_write_bytes  # old file intact if the write fails
+
     path = Path(path)
-    path.write_text(json.dumps(ink_to_dict(ink), separators=(",", ":"), allow_nan=False))
+    data = json.dumps(ink_to_dict(ink), separators=(",", ":"), allow_nan=False)
+    atomic_write_bytes(path, data.encode("utf-8"))
     return path
 
 
