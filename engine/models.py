@@ -26,10 +26,15 @@ class HandwritingConfig:
     alphabet_size: int = 95  # printable ASCII; the paper had 57 symbols
     lstm_clip: float | None = 10.0  # LSTM derivative clip [-10, 10], Sec. 4.2
     output_clip: float | None = 100.0  # output derivative clip [-100, 100], Sec. 4.2
+    # "peephole": every layer as in Sec. 2.1; "lstm": the fast training variant, layers 2..N as
+    # whole-sequence nn.LSTM without peepholes (deviation from Eqs. 7-10, see engine.fast)
+    cell: str = "peephole"
 
     def __post_init__(self):
         if self.kind not in ("synthesis", "prediction"):
             raise ValueError(f"kind must be 'synthesis' or 'prediction', not {self.kind!r}")
+        if self.cell not in ("peephole", "lstm"):
+            raise ValueError(f"cell must be 'peephole' or 'lstm', not {self.cell!r}")
         for name in ("hidden_size", "num_layers", "num_mixtures", "window_components"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -84,7 +89,16 @@ class HandwritingModel(nn.Module):
         cfg = config
         self.synthesis = cfg.kind == "synthesis"
         V = cfg.alphabet_size if self.synthesis else 0
-        self.stack = SkipLSTMStack(3, cfg.hidden_size, cfg.num_layers, window_size=V)
+        self.upper = None
+        stacked = cfg.num_layers
+        if cfg.cell == "lstm" and cfg.num_layers > 1:
+            from engine.fast import UpperLSTMStack
+
+            stacked = 1  # layers 2..N live in self.upper
+            self.upper = UpperLSTMStack(
+                3 + V + cfg.hidden_size, cfg.hidden_size, cfg.num_layers - 1
+            )
+        self.stack = SkipLSTMStack(3, cfg.hidden_size, stacked, window_size=V)
         self.window = SoftWindow(cfg.hidden_size, cfg.window_components) if self.synthesis else None
         self.output = nn.Linear(cfg.num_layers * cfg.hidden_size, output_size(cfg.num_mixtures))
 
@@ -93,6 +107,8 @@ class HandwritingModel(nn.Module):
         device = device or self.output.weight.device
         dtype = self.output.weight.dtype
         h, c = self.stack.zero_state(batch, device, dtype)
+        if self.upper is not None:  # cell="lstm": layers 2..N start from zero too
+            h, c = h * self.config.num_layers, c * self.config.num_layers
         if not self.synthesis:
             return State(h, c)
         K, V = self.config.window_components, self.config.alphabet_size
@@ -137,14 +153,21 @@ class HandwritingModel(nn.Module):
             if onehot is None:
                 raise ValueError("the synthesis network needs the text (onehot)")
             seqs, state = self._run_window_layer(x, state, onehot, clip, return_phi)
-            rest, h, c = self.stack.run_layers(
-                x, state.h, state.c, side=state.extras["w_seq"], first=1, below=seqs, clip=clip
-            )
+            if self.upper is not None:
+                side = state.extras["w_seq"]
+                rest, h, c = self.upper(x, side, seqs, state.h, state.c, clip=clip)
+            else:
+                rest, h, c = self.stack.run_layers(
+                    x, state.h, state.c, side=state.extras["w_seq"], first=1, below=seqs, clip=clip
+                )
             state.h, state.c = h, c
             hidden = [seqs] + rest
             state.extras.pop("w_seq")
         else:
             hidden, h, c = self.stack.run_layers(x, state.h, state.c, clip=clip)
+            if self.upper is not None:
+                rest, h, c = self.upper(x, None, hidden[-1], h, c, clip=clip)
+                hidden = hidden + rest
             state = State(h, c)
         y_hat = self.output(torch.cat(hidden, dim=-1))  # Eq. 3
         if self.training:
@@ -194,9 +217,12 @@ class HandwritingModel(nn.Module):
         else:
             kappa = w = None
             side = [x_t]
-        for n in range(len(hs), len(cells)):
+        for n in range(len(hs), self.config.num_layers):
             inp = torch.cat(side + ([hs[-1]] if n else []), dim=1)
-            h, c = cells[n](cells[n].project_input(inp), state.h[n], state.c[n])
+            if n >= len(cells):  # cell="lstm": layers 2..N are nn.LSTM layers
+                h, c = self.upper.step(n - 1, inp, state.h[n], state.c[n])
+            else:
+                h, c = cells[n](cells[n].project_input(inp), state.h[n], state.c[n])
             hs.append(h)
             cs.append(c)
         y_hat = self.output(torch.cat(hs, dim=1))

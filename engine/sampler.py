@@ -114,11 +114,14 @@ def generate(
     primer: Primer | None = None,
     steps_per_char: int = DEFAULT_STEPS_PER_CHAR,
     max_steps: int | None = None,
+    fast: bool = True,
 ) -> Iterator[SampleStep]:
     """Sample handwriting step by step. `model` is a HandwritingModel or a LoadedModel.
 
     For the synthesis network `text` (one line) is required; for the prediction network it must
     be None and `max_steps` bounds the length. Stopping early = not asking for the next step.
+    `fast` runs each step through engine.fast.FastStepper (same distribution parameters as
+    `model.step` up to float rounding; see tests/engine/test_fast.py); False uses `model.step`.
     """
     import torch
 
@@ -163,14 +166,26 @@ def generate(
         limit = min(limit, len(prime_x) + max_steps)
     limit = min(limit, len(prime_x) + MAX_UNCONDITIONAL_STEPS)
 
+    stepper = None
+    if fast:
+        from engine.fast import make_stepper, params_numpy, supports
+
+        fast = supports(model)
+    if fast:
+        stepper = make_stepper(model)
+        stepper.reset(batch, onehot)
     prime_norm = norm.normalise(prime_x) if len(prime_x) else prime_x
     x = torch.zeros(batch, 3)  # x_1 is the zero vector (Sec. 2)
     done = np.zeros(batch, dtype=bool)
     with torch.inference_mode():
         for t in range(limit):
-            y_hat, state, phi = model.step(x, state, onehot, positions)
-            params = _params_to_numpy(y_hat, bias, norm)
-            phi_np = None if phi is None else phi.numpy()
+            if stepper is not None:
+                y_hat, phi = stepper.step(x)
+                params = params_numpy(y_hat.cpu().numpy(), bias, norm.mean, norm.std)
+            else:
+                y_hat, state, phi = model.step(x, state, onehot, positions)
+                params = _params_to_numpy(y_hat, bias, norm)
+            phi_np = None if phi is None else phi.cpu().numpy()
             primed = t < len(prime_x)
             if primed:
                 offset = np.repeat(prime_x[t][None].astype(np.float64), batch, axis=0)

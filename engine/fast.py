@@ -1,0 +1,398 @@
+"""Fast paths for the handwriting networks: a fused sampling step and the fast training variant.
+
+Sampling (Sec. 4/5 generation) at batch 1 is bound by weight traffic and per-op overhead, not
+arithmetic, so `FastStepper` computes exactly what `HandwritingModel.step` computes (same
+equations, same weights) with as few operations as possible per step:
+
+- every layer's input projection of x_t (Eqs. 1-2) is one small matmul for all layers;
+- the window vector enters every layer through a matrix (Eqs. 52-53); with the text fixed,
+  w_t @ W = phi_t @ (onehot @ W), so (onehot @ W) is computed once per text and one matmul of
+  phi gives the window's contribution to all layers (U+1 columns instead of V when shorter);
+- all hidden states live side by side in one buffer [h^1 | h^2 | ... | h^N], so layer n reads
+  [h^{n-1}_t, h^n_{t-1}] as one contiguous slice and does one fused gate matmul, and the output
+  layer (Eq. 3) reads the whole buffer with no concatenation;
+- everything else is in place on preallocated buffers, and the mixture parameters are split in
+  numpy (`params_numpy`), which costs a fraction of the torch ops for a handful of numbers.
+
+The same buffers make the step capturable as a CUDA graph; on a GPU `FastStepper` captures it
+once per `reset` (code path written for CUDA, exercised only where a GPU is present).
+
+Training: `UpperLSTMStack` runs layers 2..N as whole-sequence `nn.LSTM`s (cuDNN on a GPU, oneDNN
+on the CPU) for the `cell="lstm"` variant of HandwritingConfig. Only layer 1 and the window loop
+step by step. This variant is a deliberate deviation from the paper: layers 2..N have no
+peepholes (Eqs. 7-10 without w_c) and their derivative clip acts on each layer's outputs rather
+than on the gate pre-activations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from engine import EngineError
+from engine.lstm import clip_derivative
+
+CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
+
+
+class FastPathError(EngineError, ValueError):
+    """A model or input that the fast path cannot handle."""
+
+
+# -- sampling -------------------------------------------------------------------------------------
+def _layer_weights(model) -> list[dict]:
+    """Per layer: W_x (4H, 3), W_w (4H, V) or None, W_below (4H, H) or None, W_h (4H, H),
+    b (4H), peepholes (w_ci, w_cf, w_co) or None. Gate order i, f, c, o in every layer."""
+    H, V = model.config.hidden_size, model.config.alphabet_size if model.synthesis else 0
+    cells = model.stack.cells
+    first = cells[0]
+    layers = [
+        dict(
+            wx=first.weight_x,
+            ww=first.weight_h[:, H:] if V else None,
+            wbelow=None,
+            wh=first.weight_h[:, :H],
+            b=first.bias,
+            peep=(first.w_ci, first.w_cf, first.w_co),
+        )
+    ]
+    upper = getattr(model, "upper", None)
+    for n in range(1, model.config.num_layers):
+        if upper is not None:
+            lstm = upper.layers[n - 1]
+            wx_all, wh, b = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
+            peep = None
+        else:
+            cell = cells[n]
+            wx_all, wh, b = cell.weight_x, cell.weight_h, cell.bias
+            peep = (cell.w_ci, cell.w_cf, cell.w_co)
+        layers.append(
+            dict(
+                wx=wx_all[:, :3],
+                ww=wx_all[:, 3 : 3 + V] if V else None,
+                wbelow=wx_all[:, 3 + V :],
+                wh=wh,
+                b=b,
+                peep=peep,
+            )
+        )
+    return layers
+
+
+class FastStepper:
+    """One sampling step of a HandwritingModel with fused matmuls and preallocated buffers.
+
+    Usage: `s = FastStepper(model); s.reset(batch, onehot); y_hat, phi = s.step(x_t)` for each
+    step. Computes the same y_hat (B, 1+6M) and phi (B, U+1) as `model.step` from the same
+    inputs. `weight_dtype=torch.bfloat16` stores the matmul weights in bf16 (half the weight
+    traffic; accumulation and all state stay fp32).
+    """
+
+    def __init__(self, model, weight_dtype: torch.dtype = torch.float32, cuda_graph: bool = True):
+        if weight_dtype not in (torch.float32, torch.bfloat16):
+            raise FastPathError(f"weight_dtype must be float32 or bfloat16, not {weight_dtype}")
+        cfg = model.config
+        self.model = model
+        self.synthesis = model.synthesis
+        self.H, self.N, self.K = cfg.hidden_size, cfg.num_layers, cfg.window_components
+        self.device = model.output.weight.device
+        self.wdtype = weight_dtype
+        self.use_graph = cuda_graph and self.device.type == "cuda"
+        with torch.no_grad():
+            self._prepare(_layer_weights(model))
+        self.batch = 0
+
+    def _prepare(self, layers: list[dict]) -> None:
+        f32 = torch.float32
+        wd = lambda t: t.detach().to(self.wdtype).contiguous()  # noqa: E731
+        # x_t (3 inputs) into all layers at once: (3, N*4H), with every layer's bias
+        self.Wx = torch.cat([ly["wx"] for ly in layers], 0).t().detach().contiguous()
+        self.b = torch.cat([ly["b"] for ly in layers], 0).detach().to(f32).contiguous()
+        self.Ww = torch.cat([ly["ww"] for ly in layers], 0).t() if self.synthesis else None
+        # layer 1 reads [h^1_{t-1}]; layer n reads [h^{n-1}_t, h^n_{t-1}] (one slice of hbuf)
+        self.Wrec = [wd(layers[0]["wh"].t())] + [
+            wd(torch.cat([ly["wbelow"], ly["wh"]], 1).t()) for ly in layers[1:]
+        ]
+        self.peep = [
+            None
+            if ly["peep"] is None
+            else (torch.stack(ly["peep"][:2]).detach(), ly["peep"][2].detach())
+            for ly in layers
+        ]
+        self.Wy = wd(self.model.output.weight.t())  # (N*H, 1+6M), Eq. 3
+        self.by = self.model.output.bias.detach()
+        if self.synthesis:
+            lin = self.model.window.linear
+            self.Wp, self.bp = lin.weight.detach().t().contiguous(), lin.bias.detach()  # Eq. 48
+
+    # -- per text -----------------------------------------------------------------------------
+    def reset(self, batch: int, onehot: Tensor | None = None) -> None:
+        """Zero state for `batch` rows; the synthesis network needs onehot (B, U+1, V)."""
+        if batch < 1:
+            raise FastPathError("batch must be at least 1")
+        H, N, dev, f32 = self.H, self.N, self.device, torch.float32
+        z = lambda *s: torch.zeros(*s, device=dev, dtype=f32)  # noqa: E731
+        self.batch = B = batch
+        self.x = z(B, 3)
+        self.G = z(B, N * 4 * H)  # input projections + window contributions, all layers
+        self.gates = [z(B, 4 * H) for _ in range(N)]
+        self.hbuf = z(B, N * H)  # [h^1 | ... | h^N]
+        self.c = [z(B, H) for _ in range(N)]
+        self.tc = z(B, H)
+        self.y = z(B, self.Wy.shape[1])
+        self.phi = None
+        self._views()
+        if self.synthesis:
+            self._reset_window(onehot, B)
+        if self.use_graph:
+            self._capture()
+
+    def _reset_window(self, onehot: Tensor | None, B: int) -> None:
+        if onehot is None or onehot.dim() != 3 or onehot.shape[0] != B:
+            raise FastPathError("the synthesis network needs onehot of shape (batch, U+1, V)")
+        dev, f32, K = self.device, torch.float32, self.K
+        onehot = onehot.to(dev, f32)
+        Up = onehot.shape[1]
+        self.pos = torch.arange(1, Up + 1, device=dev, dtype=f32)
+        self.abk = torch.zeros(B, 3 * K, device=dev)  # alpha, beta, kappa increments
+        self.alpha3 = self.abk[:, :K].unsqueeze(1)  # (B, 1, K)
+        self.beta3 = self.abk[:, K : 2 * K].unsqueeze(-1)  # (B, K, 1)
+        self.kinc = self.abk[:, 2 * K :]
+        self.kappa = torch.zeros(B, K, device=dev)
+        self.d = torch.zeros(B, K, Up, device=dev)
+        self.phi3 = torch.zeros(B, 1, Up, device=dev)
+        self.phi = self.phi3.view(B, Up)
+        self.gw = torch.zeros(B, self.G.shape[1], device=dev)  # w contributions, all layers
+        self.gw1, self.gwrest = self.gw[:, : 4 * self.H], self.gw[:, 4 * self.H :]
+        self.h1 = self.hbuf[:, : self.H]
+        self.kappa3 = self.kappa.unsqueeze(-1)  # (B, K, 1)
+        shared = bool((onehot == onehot[:1]).all())
+        text = onehot[0] if shared else onehot  # (U+1, V) when every row writes the same text
+        # w_t @ W_w == phi_t @ (onehot @ W_w): precompute when U+1 < V (fewer columns per step)
+        self.onehot, self.shared = text, shared
+        self.P = (text @ self.Ww).to(self.wdtype) if Up < self.Ww.shape[0] else None
+        self.Wwd = self.Ww.to(self.wdtype).contiguous()
+        self.wbuf = torch.zeros(B, self.Ww.shape[0], device=dev)
+
+    # -- the step -----------------------------------------------------------------------------
+    def _mm(self, inp: Tensor, W: Tensor, out: Tensor, base: Tensor | None = None) -> None:
+        """out = base + inp @ W, fp32 result whatever the weight dtype."""
+        if W.dtype == torch.float32:
+            if base is None:
+                torch.mm(inp, W, out=out)
+            else:
+                torch.addmm(base, inp, W, out=out)
+        else:
+            r = torch.mm(inp.to(W.dtype), W)
+            torch.add(r, base, out=out) if base is not None else out.copy_(r)
+
+    def _views(self) -> None:
+        """Slices of the buffers each layer reads and writes, made once per reset (slicing
+        per step costs more than the elementwise work at batch 1)."""
+        H, H4, B = self.H, 4 * self.H, self.batch
+        self.layer_views = []
+        for n in range(self.N):
+            g = self.gates[n]
+            inp = self.hbuf[:, :H] if n == 0 else self.hbuf[:, (n - 1) * H : (n + 1) * H]
+            self.layer_views.append(
+                (
+                    inp,  # [h^{n-1}_t, h^n_{t-1}] (layer 1: h^1_{t-1})
+                    self.G[:, n * H4 : (n + 1) * H4],  # projections of x_t (and w) + bias
+                    g[:, : 2 * H].view(B, 2, H),  # a_i, a_f
+                    g[:, : 2 * H],
+                    g[:, :H],  # i
+                    g[:, H : 2 * H],  # f
+                    g[:, 2 * H : 3 * H],  # tanh(a_c)
+                    g[:, 3 * H :],  # a_o, then o
+                    self.c[n].unsqueeze(1),
+                    self.hbuf[:, n * H : (n + 1) * H],  # h^n_t
+                )
+            )
+        self.G1, self.Grest = self.G[:, :H4], self.G[:, H4:]
+
+    def _lstm(self, n: int) -> None:
+        """Gates of layer n (Eqs. 7-11) in place; writes h^n_t into its slice of hbuf."""
+        inp, base, if3, if2, i, f, gc, o, c3, h_out = self.layer_views[n]
+        c, g = self.c[n], self.gates[n]
+        self._mm(inp, self.Wrec[n], g, base)
+        peep = self.peep[n]
+        if peep is not None:
+            if3.addcmul_(peep[0], c3)  # w_ci c_{t-1}, w_cf c_{t-1} (Eqs. 7-8)
+        if2.sigmoid_()  # i (Eq. 7), f (Eq. 8)
+        gc.tanh_()
+        c.mul_(f).addcmul_(i, gc)  # Eq. 9
+        if peep is not None:
+            o.addcmul_(peep[1], c)  # w_co c_t (Eq. 10)
+        o.sigmoid_()
+        torch.tanh(c, out=self.tc)
+        torch.mul(o, self.tc, out=h_out)  # Eq. 11
+
+    def _window(self) -> None:
+        """Eqs. 46-51 from h^1_t, then phi's contribution to every layer's gates."""
+        torch.addmm(self.bp, self.h1, self.Wp, out=self.abk)  # Eq. 48
+        self.abk.exp_()  # Eqs. 49-51
+        self.kappa.add_(self.kinc)  # Eq. 51
+        d = torch.sub(self.kappa3, self.pos, out=self.d)  # (B, K, U+1)
+        d.square_().mul_(self.beta3).neg_().exp_()
+        torch.bmm(self.alpha3, d, out=self.phi3)  # Eq. 46, (B, 1, U+1)
+        if self.P is not None and self.shared:
+            self._mm(self.phi, self.P, self.gw)
+        elif self.P is not None:  # a different text per row: P is (B, U+1, N*4H)
+            self.gw.copy_(torch.bmm(self.phi3.to(self.P.dtype), self.P).squeeze(1))
+        else:
+            if self.shared:
+                torch.mm(self.phi, self.onehot, out=self.wbuf)  # Eq. 47
+            else:
+                torch.bmm(self.phi3, self.onehot, out=self.wbuf.unsqueeze(1))
+            self._mm(self.wbuf, self.Wwd, self.gw)
+
+    def _core(self) -> None:
+        torch.addmm(self.b, self.x, self.Wx, out=self.G)  # x_t into every layer + biases
+        if self.synthesis:
+            self.G1.add_(self.gw1)  # layer 1 sees w_{t-1} (Eq. 52)
+        self._lstm(0)
+        if self.synthesis:
+            self._window()
+            self.Grest.add_(self.gwrest)  # layers 2..N see w_t (Eq. 53)
+        for n in range(1, self.N):
+            self._lstm(n)
+        self._mm(self.hbuf, self.Wy, self.y, self.by)  # Eq. 3
+
+    def _capture(self) -> None:
+        """Record _core as a CUDA graph (static buffers, so replay is one launch)."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the graph, as CUDA graphs require
+                self._core()
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._core()
+        self._zero_state()
+
+    def _zero_state(self) -> None:
+        for t in [self.hbuf, *self.c] + ([self.kappa, self.gw] if self.synthesis else []):
+            t.zero_()
+
+    @torch.no_grad()
+    def step(self, x_t) -> tuple[Tensor, Tensor | None]:
+        """x_t (B, 3) tensor or array (normalised offsets) -> (y_hat (B, 1+6M), phi or None).
+
+        The returned tensors are fresh copies (the buffers are reused by the next step)."""
+        if self.batch == 0:
+            raise FastPathError("call reset(batch, onehot) before step()")
+        x_t = torch.as_tensor(x_t)
+        if x_t.shape != (self.batch, 3):
+            raise FastPathError(f"x_t must have shape ({self.batch}, 3), not {tuple(x_t.shape)}")
+        self.x.copy_(x_t)
+        if self.use_graph:
+            self._graph.replay()
+        else:
+            self._core()
+        return self.y.clone(), None if self.phi is None else self.phi.clone()
+
+    def state(self):
+        """The current recurrent state as an engine.models.State (copies)."""
+        from engine.models import State
+
+        H = self.H
+        h = [self.hbuf[:, n * H : (n + 1) * H].clone() for n in range(self.N)]
+        c = [t.clone() for t in self.c]
+        if not self.synthesis:
+            return State(h, c)
+        onehot = self.onehot if not self.shared else self.onehot.expand(self.batch, -1, -1)
+        w = torch.bmm(self.phi3, onehot).squeeze(1)  # Eq. 47
+        return State(h, c, self.kappa.clone(), w)
+
+
+def supports(model) -> bool:
+    """True when `model` is a stock HandwritingModel whose step the fast path reproduces
+    (a subclass or an instance with its own `step` keeps its own step)."""
+    from engine.models import HandwritingModel
+
+    return (
+        isinstance(model, HandwritingModel)
+        and type(model).step is HandwritingModel.step
+        and "step" not in vars(model)
+    )
+
+
+def make_stepper(model, weight_dtype: torch.dtype = torch.float32) -> FastStepper:
+    """The fast sampling step for a HandwritingModel (synthesis or prediction, any cell)."""
+    return FastStepper(model, weight_dtype=weight_dtype)
+
+
+# -- mixture parameters in numpy ------------------------------------------------------------------
+def params_numpy(y_hat: np.ndarray, bias: float, mean, std):
+    """Raw output (B, 1+6M) -> engine.sampler.StepParams in data units; the numpy twin of
+    engine.mixture.split_params with bias (Eqs. 18-22, 61-62) + un-normalisation."""
+    from engine.sampler import StepParams
+
+    y = np.asarray(y_hat, dtype=np.float64)
+    M = (y.shape[-1] - 1) // 6
+    B = y.shape[0]
+    p = y[:, 1 : 1 + M] * (1.0 + bias)  # Eq. 62
+    p = np.exp(p - p.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    mu = y[:, 1 + M : 1 + 3 * M].reshape(B, M, 2)
+    sigma = np.exp(y[:, 1 + 3 * M : 1 + 5 * M].reshape(B, M, 2) - bias)  # Eq. 61
+    std = np.asarray(std, dtype=np.float64)
+    return StepParams(
+        pi=p,
+        mu=mu * std + np.asarray(mean, dtype=np.float64),
+        sigma=sigma * std,
+        rho=np.tanh(y[:, 1 + 5 * M :]),
+        e=1.0 / (1.0 + np.exp(-y[:, 0])),
+    )
+
+
+# -- the fast training variant --------------------------------------------------------------------
+class UpperLSTMStack(nn.Module):
+    """Layers 2..N of the `cell="lstm"` variant: each a whole-sequence single-layer nn.LSTM.
+
+    Layer n sees [x_t, w_t, h^{n-1}_t] (Eq. 2 / Eq. 53; w omitted for the prediction network).
+    deviation from Eqs. 7-10: no peepholes in these layers; the derivative clip of Sec. 4.2
+    is applied to each layer's hidden outputs instead of its gate pre-activations.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleList(
+            [nn.LSTM(input_size, hidden_size, batch_first=True) for _ in range(num_layers)]
+        )
+        with torch.no_grad():  # forget-gate bias 1, as engine.lstm.PeepholeLSTMCell does
+            for lstm in self.layers:
+                lstm.bias_ih_l0[hidden_size : 2 * hidden_size] = 1.0
+                lstm.bias_hh_l0.zero_()
+
+    def forward(
+        self,
+        x: Tensor,
+        side: Tensor | None,
+        below: Tensor,
+        h: list[Tensor],
+        c: list[Tensor],
+        clip: float | None = None,
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """x (B, T, 3), side (B, T, V) or None, below (B, T, H): hidden sequence of layer 1;
+        h, c: all N layers' states. Returns (hidden sequences of layers 2..N, new h, new c)."""
+        h, c = list(h), list(c)
+        seqs = []
+        for i, lstm in enumerate(self.layers):
+            n = i + 1
+            inp = torch.cat([x] + ([side] if side is not None else []) + [below], dim=-1)
+            out, (hn, cn) = lstm(inp, (h[n].unsqueeze(0), c[n].unsqueeze(0)))  # (B, T, H)
+            below = clip_derivative(out, clip)
+            h[n], c[n] = hn.squeeze(0), cn.squeeze(0)
+            seqs.append(below)
+        return seqs, h, c
+
+    def step(self, i: int, inp: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of upper layer i (0-based among layers 2..N): inp (B, in) -> (h, c)."""
+        m = self.layers[i]
+        return torch.lstm_cell(
+            inp, (h, c), m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0
+        )
