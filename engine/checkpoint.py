@@ -27,6 +27,9 @@ class StorageError(EngineError, OSError):
     """A file could not be written (disk full, no permission, ...); any old file is intact.
     Also an OSError (with the original errno), so `except OSError` callers still catch it."""
 
+    def __str__(self) -> str:  # the message alone, not OSError's "[Errno N] ..." form
+        return str(self.args[0]) if self.args else super().__str__()
+
 
 def _storage_error(path: Path, exc: OSError) -> StorageError:
     import errno
