@@ -218,8 +218,13 @@ def parse_refs(refs: str) -> list[int] | None:
     return out
 
 
+_ESCAPE = re.compile(r"\\(.)")
+# \" and \\ are escaped characters; \@ marks character boundaries (donor kai) and goes
+_UNESCAPED = {"@": ""}
+
+
 def unescape_label(label: str) -> str:
-    return label.replace('\\"', '"').strip()
+    return _ESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(1)), label).strip()
 
 
 def _segment_ink(state: _State, idx: list[int], label: str) -> tuple[Ink | None, str]:
@@ -296,7 +301,10 @@ def iter_unipen(
     report: ImportReport | None = None,
     shard: tuple[int, int] = (0, 1),
 ):
-    """Yield InkRecords for every readable word/text segment; `shard=(k, n)` takes every n-th file."""
+    """Yield InkRecords for every readable word/text segment.
+
+    `shard=(k, n)` reads only every n-th data file, starting at the k-th (for worker pools).
+    """
     if not isinstance(source, UnipenSource):
         source = UnipenSource(source)
     report = report if report is not None else ImportReport()
