@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-REFRESH_MS = 50
+REFRESH_MS = 100
 
 
 class AttentionView(QWidget):
@@ -62,7 +62,13 @@ class AttentionView(QWidget):
             return snap.line_of(self.session.cursor)
         return min(snap.current_line, len(snap.phi) - 1)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh()
+
     def refresh(self) -> None:
+        if not self.isVisible():
+            return  # hidden views cost nothing; showEvent catches up
         snap = self.session.latest
         if snap is None or not snap.phi:
             return

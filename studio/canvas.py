@@ -8,7 +8,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor
 
 INK = QColor(20, 30, 90)
-REFRESH_MS = 33
+REFRESH_MS = 40
 
 
 def ink_path(points: np.ndarray, pen_up: np.ndarray, line_start) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ class InkCanvas(pg.PlotWidget):
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
         session.started.connect(self.clear_page)
-        session.finished.connect(lambda _s: self.refresh())
+        session.finished.connect(lambda _s: self.refresh(final=True))
         session.cursor_changed.connect(self._show_cursor)
 
     def clear_page(self) -> None:
@@ -69,9 +69,13 @@ class InkCanvas(pg.PlotWidget):
         self._drawn = -1
         self._n = 0
 
-    def refresh(self) -> None:
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh()
+
+    def refresh(self, final: bool = False) -> None:
         snap = self.session.latest
-        if snap is None or self.session.version == self._drawn:
+        if snap is None or self.session.version == self._drawn or not self.isVisible():
             return
         self._drawn = self.session.version
         x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
@@ -82,7 +86,26 @@ class InkCanvas(pg.PlotWidget):
             self.tip.setData([snap.points[-1, 0]], [snap.points[-1, 1]])
         else:
             self.tip.setData([], [])
-        if grew:
+        if grew or final:
+            self._follow(snap.points)
+
+    def _follow(self, points) -> None:
+        """Keep the ink in view, changing the range in jumps: every range change repaints
+        the whole page, so growing it a little on every tick would stall the UI."""
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        vb = self.getPlotItem().getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        if self.session.running and lo[0] >= x0 and hi[0] <= x1 and lo[1] >= y0 and hi[1] <= y1:
+            return
+        size = np.maximum(hi - lo, 1e-6)
+        if self.session.running:
+            grow = np.maximum(size * 0.5, 10.0 * max(size.min(), 1.0))
+            vb.setRange(
+                xRange=(lo[0] - 0.05 * size[0], hi[0] + grow[0]),
+                yRange=(lo[1] - 0.05 * size[1], hi[1] + grow[1]),
+                padding=0,
+            )
+        else:
             self.autoRange(padding=0.05)
 
     def _show_cursor(self, index: int) -> None:

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from studio.canvas import configure_page, ink_path
 
-REFRESH_MS = 66
+REFRESH_MS = 150
 
 
 class DensityView(QWidget):
@@ -65,15 +65,20 @@ class DensityView(QWidget):
         self.cursor_dot.setData([], [])
         self._drawn = -1
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh()
+
     def refresh(self) -> None:
+        if not self.isVisible():
+            return  # hidden views cost nothing; showEvent catches up
         snap = self.session.latest
         if snap is None or self.session.version == self._drawn:
             return
         self._drawn = self.session.version
         if snap.density is not None and snap.density.size:
-            img = np.sqrt(snap.density)  # sqrt: faint strokes stay visible next to dense ones
-            top = float(np.percentile(img[img > 0], 99.5)) if (img > 0).any() else 1.0
-            self.density.setImage(img, autoLevels=False, levels=(0.0, max(top, 1e-9)))
+            level = max(snap.density_level, 1e-9)
+            self.density.setImage(snap.density, autoLevels=False, levels=(0.0, level))
             self.density.setRect(*snap.density_rect)
         x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
         self.ink.setData(x, y)

@@ -9,6 +9,7 @@ checkpoint is written before the job ends.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,8 +182,10 @@ class TrainJob:
         from engine.train_data import HandwritingTask
         from engine.trainer import TrainConfig, Trainer, resolve_device
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        # leave a core to the UI thread (and on a 2-core machine avoid the ~100x slowdown of
+        # two torch threads competing with other work, see platform notes)
+        threads = self.threads or max(1, (os.cpu_count() or 2) - 1)
+        torch.set_num_threads(threads)
         self.snap.message = "Loading data..."
         data = self.dataset or load_dataset(self.source, self.path, self.styles)
         alphabet = Alphabet()

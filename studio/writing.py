@@ -102,7 +102,8 @@ class WriteSnapshot:
     line_start: list[int]  # index of each started line's first point
     phi: list[np.ndarray]  # per started line: (T_line, U_line) one column per character
     pi: np.ndarray  # (N, M)
-    density: np.ndarray | None  # accumulated density image, rows = y
+    density: np.ndarray | None  # accumulated density image for display (sqrt), rows = y
+    density_level: float  # display level (high percentile of `density`)
     density_rect: tuple[float, float, float, float] | None
     current_line: int
     finished: bool = False
@@ -236,8 +237,13 @@ class WriteJob:
             width = len(self.lines[k] or "")
             phi.append(np.asarray(rows, np.float32) if rows else np.zeros((0, width), np.float32))
         dens = rect = None
+        level = 1.0
         if self.density is not None and self.density.image.size:
-            dens, rect = self.density.image.copy(), self.density.rect()
+            # sqrt keeps faint strokes visible beside dense ones; done here, off the UI thread
+            dens, rect = np.sqrt(self.density.image), self.density.rect()
+            ink = dens[dens > 0]
+            if ink.size:
+                level = float(np.percentile(ink[:: max(1, ink.size // 20000)], 99.5)) or 1.0
         M = self._pi[0].shape[0] if self._pi else 0
         return WriteSnapshot(
             lines=self.lines,
@@ -248,6 +254,7 @@ class WriteJob:
             pi=np.asarray(self._pi, np.float32).reshape(n, M),
             density=dens,
             density_rect=rect,
+            density_level=level,
             current_line=self._current,
             finished=self._finished,
             stopped_by_rule=list(self._by_rule),

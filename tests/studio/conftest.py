@@ -52,6 +52,8 @@ def window(qtbot, tmp_path):
     w = MainWindow(styles=styles)
     qtbot.addWidget(w)
     w.force_close = True
+    w.show()  # hidden views skip their refresh
+    qtbot.waitExposed(w)
     yield w
     w.train_tab.shutdown()
     w.write_tab.shutdown()

@@ -37,6 +37,7 @@ def test_write_produces_ink_and_one_phi_row_per_character(qtbot, window, tiny_sy
     ticks = view.plot.getAxis("left")._tickLevels[0]
     assert [t for _, t in ticks] == ["a", "b", "␣", "c", "d"]
     assert view.image.image.shape == (len("ab cd"), snap.n_points)
+    window.write_tab.views.setCurrentWidget(window.write_tab.density)
     window.write_tab.density.refresh()
     assert window.write_tab.density.weights.image.shape == (3, snap.n_points)
     assert window.write_tab.timeline.isEnabled()
