@@ -116,7 +116,7 @@ def read_metadata(path) -> dict:
     try:
         header = json.loads(raw)
         meta = json.loads(header.get("__metadata__", {}).get("json", "null"))
-    except (ValueError, AttributeError, TypeError) as exc:
+    except (ValueError, AttributeError, TypeError, RecursionError) as exc:
         raise ModelFileError(f"{path} has an unreadable header: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is a safetensors file but not a Handwriting Studio model")

@@ -75,7 +75,7 @@ def ink_from_dict(d: dict, where: str = "ink") -> Ink:
                 None if s.get(k) is None else np.asarray(s[k], dtype=np.float64)
                 for k in ("t", "pressure", "tilt")
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise DataError(f"{where}: stroke {i} holds non-numeric values ({exc})") from None
         total += p.size
         if total > 2 * MAX_POINTS:
@@ -113,7 +113,7 @@ def load_ink(path) -> Ink:
         raise DataError(f"{path}: {size} bytes is larger than the {MAX_FILE_BYTES} byte limit")
     try:
         d = json.loads(path.read_bytes(), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     return ink_from_dict(d, str(path))
 

@@ -19,7 +19,7 @@ def parse_xml_bytes(data: bytes, where: str = "XML") -> ET.Element:
         raise DataError(f"{where}: XML with a DOCTYPE or ENTITY declaration is refused")
     try:
         return ET.fromstring(data)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
         raise DataError(f"{where}: malformed XML ({exc})") from None
 
 
