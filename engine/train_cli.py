@@ -21,6 +21,7 @@ RUN_DEFAULTS = {
     "corpus": None,
     "preset": "small",
     "kind": "synthesis",
+    "cell": "peephole",
     "steps": 10_000,
     "batch_size": 32,
     "lr": None,
@@ -40,7 +41,7 @@ RUN_DEFAULTS = {
     "max_train_sequences": None,
 }
 # changing these on --resume changes the data stream or model: refused
-FIXED_ON_RESUME = ("corpus", "preset", "kind", "batch_size", "max_len", "seed", "optimizer")
+FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "batch_size", "max_len", "seed", "optimizer")
 
 
 def add_commands(sub) -> None:
@@ -48,6 +49,11 @@ def add_commands(sub) -> None:
     p.add_argument("--corpus", help="corpus .npz (default: the bundled UNIPEN corpus)")
     p.add_argument("--preset", choices=["tiny", "small", "medium", "large", "paper"])
     p.add_argument("--kind", choices=["synthesis", "prediction"])
+    p.add_argument(
+        "--cell",
+        choices=["peephole", "lstm"],
+        help="peephole = the paper's cells (default); lstm = fast variant, layers 2..N as nn.LSTM",
+    )
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--steps", type=int, help="total optimiser steps (default 10000)")
     p.add_argument("--batch-size", type=int, help="sequences per batch and process (32)")
@@ -132,7 +138,12 @@ def build(settings: dict, device, resume: bool, run_dir):
         split = split[keep]
     alphabet = Alphabet()
     torch.manual_seed(settings["seed"])
-    config = preset(settings["preset"], settings["kind"], alphabet_size=len(alphabet))
+    config = preset(
+        settings["preset"],
+        settings["kind"],
+        alphabet_size=len(alphabet),
+        cell=settings.get("cell") or "peephole",
+    )
     model = HandwritingModel(config)
     task = HandwritingTask(
         model,

@@ -1,0 +1,61 @@
+"""`handwriting-engine train` / `eval`: a tiny run end to end, resume, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from trainer_helpers import synthetic_data
+
+from engine.checkpoint import load_model
+from engine.cli import main
+from engine.data.corpus import Corpus
+
+
+@pytest.fixture
+def corpus_path(tmp_path):
+    texts, offsets, split, _ = synthetic_data(lines=12)
+    corpus = Corpus.build(texts, offsets, ["w"] * 12, ["d"] * 12, np.zeros(12, bool), split=split)
+    return corpus.save(tmp_path / "mini.npz")
+
+
+def train_args(corpus_path, out, *extra):
+    return [
+        "train", "--corpus", str(corpus_path), "--preset", "tiny", "--out", str(out),
+        "--batch-size", "4", "--optimizer", "adam", "--val-every", "2", "--ckpt-every", "2",
+        "--device", "cpu", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_writes_a_loadable_model_and_resumes(corpus_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(corpus_path, out, "--steps", "4", "--max-len", "30")) == 0
+    loaded = load_model(out / "model.safetensors")
+    assert loaded.kind == "synthesis" and loaded.norm is not None and loaded.alphabet is not None
+    settings = json.loads((out / "run.json").read_text())
+    assert settings["max_len"] == 30 and settings["preset"] == "tiny"
+    # resume: only --out, --resume and a larger --steps are needed
+    assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--quiet"]) == 0
+    assert load_model(sorted((out / "checkpoints").glob("step-*[0-9].safetensors"))[-1])
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 6
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "model.safetensors"), "--corpus", str(corpus_path),
+                 "--json"]) == 0  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["sequences"] == 3 and np.isfinite(metrics["nats_per_sequence"])
+
+
+def test_clear_errors(corpus_path, tmp_path, capsys):
+    assert main(train_args(tmp_path / "missing.npz", tmp_path / "r", "--steps", "1")) == 1
+    assert "no corpus at" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume"]) == 1
+    assert "cannot resume" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"PK\x03\x04 not a model")
+    assert main(["eval", "--model", str(bad), "--corpus", str(corpus_path)]) == 1
+    assert "pickle" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "nope"), "--corpus", str(corpus_path)]) == 1
+    assert "no model file" in capsys.readouterr().err
