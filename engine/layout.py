@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.sampler import SamplingError, generate
+from engine.sampler import SamplingError, generate, prepare_text
 from engine.strokes import offsets_to_strokes
 
 LINE_GAP = 40.0  # baseline-to-baseline distance in preprocessing units (~4 body heights)
@@ -55,6 +55,11 @@ def write_lines(
     model, lines: list[str], *, seed: int | None = None, **kwargs
 ) -> Iterator[LineEvent]:
     """Sample each non-blank line; line i uses seed + i so a seed reproduces the page."""
+    alphabet = kwargs.get("alphabet") or getattr(model, "alphabet", None)
+    if alphabet is not None:  # refuse a bad line before any other line is sampled
+        for line in lines:
+            if line.strip():
+                prepare_text(line, alphabet)
     for i, line in enumerate(lines):
         if not line.strip():
             continue
