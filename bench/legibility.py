@@ -131,19 +131,21 @@ def cer(refs: list[str], hyps: list[str]) -> float:
     return edits / max(1, sum(len(r) for r in refs))
 
 
-def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None) -> dict:
+def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None, sheet=None) -> dict:
     from engine.checkpoint import load_model
     from engine.sampler import sample
 
     loaded = load_model(model_path)
     rec = rec or Recogniser()
-    results = {}
+    results, rows = {}, []
     for bias in biases:
         hyps, t0 = [], time.perf_counter()
         for i, text in enumerate(texts):
             s = sample(loaded, text, bias=bias, seed=seed + i)[0]
             img = render_line(s.strokes())
             hyps.append(rec(img))
+            if i < 6:
+                rows.append((s.strokes(), f"bias {bias:g}: {text!r} -> OCR {hyps[-1]!r}"))
             if save_png is not None and i < 8:
                 Path(save_png).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(Path(save_png) / f"bias{bias:g}-{i:02d}.png")
@@ -152,12 +154,15 @@ def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None) -> d
             "seconds": round(time.perf_counter() - t0, 1),
             "examples": [[r, h] for r, h in list(zip(texts, hyps))[:10]],
         }
+    if sheet is not None:
+        from engine.data.render import render_sheet
+
+        render_sheet(rows, sheet)
     return results
 
 
 def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
     from engine.data.corpus import load_corpus
-
     from engine.strokes import offsets_to_strokes
 
     corpus = load_corpus(corpus_path)
@@ -182,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--texts", type=int, default=len(TEXTS), help="how many held-out texts")
     ap.add_argument("--real", type=int, default=100, help="validation lines for the baseline")
     ap.add_argument("--save-png", help="folder for a few rendered lines")
+    ap.add_argument("--sheet", help="PNG contact sheet of a few samples per bias")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from engine.resources import default_corpus_path
@@ -204,7 +211,9 @@ def main(argv=None) -> int:
         real = out["real_ink"]
         print(f"real validation ink: CER {real['cer']:.3f} ({real['lines']} lines)")
     if args.model:
-        out["model"] = score_model(args.model, args.bias, texts, save_png=args.save_png, rec=rec)
+        out["model"] = score_model(
+            args.model, args.bias, texts, args.seed, args.save_png, rec, args.sheet
+        )
         for k, v in out["model"].items():
             print(f"model {k}: CER {v['cer']:.3f} over {len(texts)} texts ({v['seconds']} s)")
     if args.json:

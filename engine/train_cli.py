@@ -220,6 +220,7 @@ def cmd_train(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(settings, indent=2))
     progress = None if args.quiet or trainer.rank else Progress(trainer.config.steps, trainer.step)
+    _sigterm_as_interrupt()
     try:
         for r in trainer.run():
             if progress is None:
@@ -244,6 +245,18 @@ def cmd_train(args) -> int:
     if progress is not None:
         progress.message(f"done: {trainer.step} steps; best model in {out / 'model.safetensors'}")
     return 0
+
+
+def _sigterm_as_interrupt() -> None:
+    """`kill PID` stops training like Ctrl-C: a checkpoint is written first."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def cmd_eval(args) -> int:
