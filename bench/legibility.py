@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 # 60 held-out texts: none is a UNIPEN training label (checked against the corpus at run time)
 TEXTS = [
-    "the quick brown fox", "jumps over the lazy dog", "handwriting by machine",
+    "a purple kite in the sky", "dancing on the pier", "handwriting by machine",
     "recurrent networks", "a soft window of text", "mixture density output",
     "pen lifts and strokes", "seven silver spoons", "please call me later",
     "meet me at the station", "green tea with honey", "the river runs north",
