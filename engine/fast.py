@@ -99,8 +99,7 @@ class FastStepper:
         self.device = model.output.weight.device
         self.wdtype = weight_dtype
         self.use_graph = cuda_graph and self.device.type == "cuda"
-        with torch.no_grad():
-            self._prepare(_layer_weights(model))
+        self.__dict__.update(_prepared(model, weight_dtype))
         self.batch = 0
 
     def _prepare(self, layers: list[dict]) -> None:
@@ -307,6 +306,23 @@ class FastStepper:
         return State(h, c, self.kappa.clone(), w)
 
 
+def _prepared(model, weight_dtype: torch.dtype) -> dict:
+    """The fused weight matrices, cached on the model until any parameter changes (every
+    in-place update bumps a tensor's version), so starting a sample costs no weight copies."""
+    key = (weight_dtype, tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    cache = model.__dict__.setdefault("_fast_weights", {})
+    if key not in cache:
+        cache.clear()
+        proto = FastStepper.__new__(FastStepper)
+        proto.model, proto.synthesis, proto.wdtype = model, model.synthesis, weight_dtype
+        proto.H = model.config.hidden_size
+        with torch.no_grad():
+            proto._prepare(_layer_weights(model))
+        del proto.model, proto.synthesis, proto.wdtype, proto.H
+        cache[key] = proto.__dict__
+    return cache[key]
+
+
 def supports(model) -> bool:
     """True when `model` is a stock HandwritingModel whose step the fast path reproduces
     (a subclass or an instance with its own `step` keeps its own step)."""
@@ -327,24 +343,27 @@ def make_stepper(model, weight_dtype: torch.dtype = torch.float32) -> FastSteppe
 # -- mixture parameters in numpy ------------------------------------------------------------------
 def params_numpy(y_hat: np.ndarray, bias: float, mean, std):
     """Raw output (B, 1+6M) -> engine.sampler.StepParams in data units; the numpy twin of
-    engine.mixture.split_params with bias (Eqs. 18-22, 61-62) + un-normalisation."""
+    engine.mixture.split_params with bias (Eqs. 18-22, 61-62) + un-normalisation.
+    mean, std: (2,) arrays (pass arrays, not tuples, in a loop: fewer conversions per step)."""
     from engine.sampler import StepParams
 
-    y = np.asarray(y_hat, dtype=np.float64)
+    y = y_hat.astype(np.float64)
     M = (y.shape[-1] - 1) // 6
     B = y.shape[0]
     p = y[:, 1 : 1 + M] * (1.0 + bias)  # Eq. 62
-    p = np.exp(p - p.max(axis=1, keepdims=True))
+    p -= p.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
     p /= p.sum(axis=1, keepdims=True)
-    mu = y[:, 1 + M : 1 + 3 * M].reshape(B, M, 2)
-    sigma = np.exp(y[:, 1 + 3 * M : 1 + 5 * M].reshape(B, M, 2) - bias)  # Eq. 61
-    std = np.asarray(std, dtype=np.float64)
+    sigma = y[:, 1 + 3 * M : 1 + 5 * M] - bias  # Eq. 61
+    np.exp(sigma, out=sigma)
+    e = np.exp(-y[:, 0])
+    e += 1.0
     return StepParams(
         pi=p,
-        mu=mu * std + np.asarray(mean, dtype=np.float64),
-        sigma=sigma * std,
+        mu=y[:, 1 + M : 1 + 3 * M].reshape(B, M, 2) * std + mean,
+        sigma=sigma.reshape(B, M, 2) * std,
         rho=np.tanh(y[:, 1 + 5 * M :]),
-        e=1.0 / (1.0 + np.exp(-y[:, 0])),
+        e=np.reciprocal(e, out=e),
     )
 
 

@@ -174,6 +174,7 @@ def generate(
     if fast:
         stepper = make_stepper(model)
         stepper.reset(batch, onehot)
+        mean_std = np.asarray(norm.mean, np.float64), np.asarray(norm.std, np.float64)
     prime_norm = norm.normalise(prime_x) if len(prime_x) else prime_x
     x = torch.zeros(batch, 3)  # x_1 is the zero vector (Sec. 2)
     done = np.zeros(batch, dtype=bool)
@@ -181,7 +182,7 @@ def generate(
         for t in range(limit):
             if stepper is not None:
                 y_hat, phi = stepper.step(x)
-                params = params_numpy(y_hat.cpu().numpy(), bias, norm.mean, norm.std)
+                params = params_numpy(y_hat.cpu().numpy(), bias, *mean_std)
             else:
                 y_hat, state, phi = model.step(x, state, onehot, positions)
                 params = _params_to_numpy(y_hat, bias, norm)

@@ -126,7 +126,7 @@ def test_params_numpy_matches_split_params(bias):
     y = torch.randn(4, 1 + 6 * 20) * 3
     norm = NormStats((0.5, -1.0), (2.0, 3.0))
     ref = _params_to_numpy(y, bias, norm)
-    got = params_numpy(y.numpy(), bias, norm.mean, norm.std)
+    got = params_numpy(y.numpy(), bias, np.array(norm.mean), np.array(norm.std))
     for name in ("pi", "mu", "sigma", "rho", "e"):
         a, b = getattr(got, name), getattr(ref, name)
         assert a.shape == b.shape, name
@@ -233,3 +233,22 @@ def test_lstm_variant_trains(one_thread):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.2
+
+
+def test_weight_cache_follows_parameter_updates_and_buffers_are_private():
+    m = _model()
+    onehot = _onehot(m, ["abc"])
+    a, b = make_stepper(m), make_stepper(m)
+    assert a.Wrec[1] is b.Wrec[1]  # prepared weights shared...
+    a.reset(1, onehot)
+    b.reset(1, onehot)
+    x = _inputs(3, 1)
+    ya = [a.step(x[0])[0], a.step(x[1])[0]]
+    yb = b.step(x[0])[0]  # ...but state is not: b starts from zero after a ran two steps
+    assert torch.equal(ya[0], yb)
+    with torch.no_grad():
+        m.stack.cells[0].weight_h.mul_(1.5)
+    c = make_stepper(m)
+    assert c.Wrec[0] is not a.Wrec[0]
+    dy, _, _, _ = _compare(m, onehot, 1, T=5)
+    assert dy <= 1e-4

@@ -1,0 +1,201 @@
+"""Speed and memory suite: `python -m bench [--quick] [--json out.json]`.
+
+Every figure is measured in its own process with pinned threads (bench/speed.py) and compared
+with a peer-style baseline measured in the same run (bench/peer.py). Prints one table; what
+each row means is in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(job: str, threads: int = 1, **opts) -> dict:
+    cmd = [sys.executable, "-m", "bench.speed", job, "--threads", str(threads)]
+    for k, v in opts.items():
+        cmd += [f"--{k}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    if r.returncode != 0:
+        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    import numpy
+    import torch
+
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU",
+    }
+
+
+def collect(quick: bool) -> dict:
+    from bench.speed import BUNDLED
+
+    steps = 60 if quick else 200
+    R: dict = {"machine": machine(), "quick": quick}
+    S = R["sample"] = {}
+    for threads in (1, 2):
+        for path in ("peer", "reference", "fast", "stepper", "stepper_bf16"):
+            if threads == 2 and path in ("reference", "stepper_bf16"):
+                continue
+            S[f"{path}/t{threads}/b1"] = _run("sample", threads, path=path, steps=steps)
+    for path in ("reference", "fast"):
+        S[f"{path}/t1/b8"] = _run("sample", 1, path=path, batch=8, steps=steps // 2)
+    model = "paper"
+    if BUNDLED.exists():
+        model = "bundled"
+        for path in ("reference", "fast"):
+            S[f"{path}/t1/bundled"] = _run("sample", 1, path=path, model="bundled", steps=steps)
+    R["latency"] = {p: _run("latency", 1, path=p, model=model) for p in ("reference", "fast")}
+    R["latency_model"] = model
+    T = 50 if quick else 100
+    Tr = R["train"] = {}
+    for threads in (1, 2):
+        for v in ("allcells", "peephole", "lstm", "lstm_bf16"):
+            if threads == 2 and v in ("peephole", "lstm_bf16"):
+                continue
+            Tr[f"{v}/t{threads}"] = _run("train", threads, variant=v, batch=32, T=T)
+    R["train_T"] = T
+    if not quick:
+        R["trainmem"] = {
+            v: _run("trainmem", 1, variant=v, batch=32, T=700) for v in ("peephole", "lstm")
+        }
+        R["loss"] = _run("loss", 1, batch=8, T=150, iters=30)
+    R["gpu"] = _run("gpu", 1, batch=32, T=T)
+    return R
+
+
+def _fmt(x, nd=3):
+    return "-" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def table(R: dict) -> str:
+    rows = [("figure", "value", "cpu", "baseline", "ratio", "target")]
+
+    def add(name, v, cpu=None, base=None, target="", nd=3, higher=False):
+        ratio = "-"
+        if base and v:
+            ratio = f"{(v / base if higher else base / v):.2f}x"
+        rows.append((name, _fmt(v, nd), _fmt(cpu, nd), _fmt(base, nd), ratio, target))
+
+    S = R["sample"]
+    g = lambda k, f="wall_ms": S.get(k, {}).get(f)  # noqa: E731
+    for t in (1, 2):
+        base = g(f"peer/t{t}/b1")
+        add(f"sample ms/step peer TorchScript, {t} thr", base, g(f"peer/t{t}/b1", "cpu_ms"))
+        for path, label in (
+            ("reference", "engine model.step"),
+            ("fast", "engine fast (whole step)"),
+            ("stepper", "fast network only"),
+            ("stepper_bf16", "fast network, bf16 weights"),
+        ):
+            k = f"{path}/t{t}/b1"
+            if k in S:
+                tgt = "<= 0.3" if path == "fast" else ""
+                add(f"sample ms/step {label}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
+    base = g("peer/t1/b1")
+    for path in ("reference", "fast"):
+        k = f"{path}/t1/b8"
+        add(f"sample ms/sample-step {path}, batch 8", g(k, "per_sample_ms"), None, base)
+    for path in ("reference", "fast"):
+        k = f"{path}/t1/bundled"
+        if k in S:
+            add(f"sample ms/step bundled model, {path}", g(k), g(k, "cpu_ms"), base)
+    L = R["latency"]
+    lb = L["reference"].get("first_ink_ms")
+    add(
+        f"first ink ms ({R['latency_model']}), fast",
+        L["fast"].get("first_ink_ms"),
+        None,
+        lb,
+        "<= 50",
+    )
+    add(
+        f"40-char line s ({R['latency_model']}, {L['fast'].get('line40_points')} pts), fast",
+        L["fast"].get("line40_s"),
+        None,
+        L["reference"].get("line40_s"),
+        "<= 0.3",
+    )
+    Tr = R["train"]
+    for t in (1, 2):
+        base = Tr.get(f"allcells/t{t}", {}).get("timesteps_per_s")
+        for v in ("allcells", "peephole", "lstm", "lstm_bf16"):
+            r = Tr.get(f"{v}/t{t}")
+            if r is None:
+                continue
+            tgt = ">= 3x" if v.startswith("lstm") else ""
+            name = f"train timesteps/s {v} B32 T{R['train_T']}, {t} thr"
+            add(name, r.get("timesteps_per_s"), None, base, tgt, 0, higher=True)
+    for v, r in R.get("trainmem", {}).items():
+        add(f"train peak RSS MB {v} B32 T700", r.get("maxrss_mb"), None, None, "", 0)
+    k = "fast/t1/b1"
+    add("sample peak RSS MB fast (3x400)", S.get(k, {}).get("maxrss_mb"), None, None, "", 0)
+    loss = R.get("loss")
+    if loss and "peephole" in loss:
+        for v in ("peephole", "lstm"):
+            add(f"loss nats/pt valid {v} ({loss['source']}, 30 steps)", loss[v]["valid"])
+    gpu = R.get("gpu", {})
+    if not gpu.get("gpu"):
+        rows.append(("GPU", "no GPU", "-", "-", "-", ""))
+    else:
+        add(f"GPU fast step ms ({gpu['gpu']})", gpu["step"]["wall_ms"])
+        add("GPU train timesteps/s lstm", gpu["train"]["timesteps_per_s"], nd=0)
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    m = R["machine"]
+    head = (
+        f"{m['date']}  {m['cpu']}  cores={m['cores']}  load={m['load_avg']}  torch {m['torch']}"
+        f"  numpy {m['numpy']}  {m['gpu']}\n"
+        "value = wall-clock median of 3 repeats; cpu = process CPU time per step (ms); "
+        "ratio = baseline / value for times, value / baseline for throughput"
+    )
+    return head + "\n" + "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="fewer steps; skip memory and loss runs")
+    p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--from-json", help="print the table of a saved run")
+    a = p.parse_args(argv)
+    if a.from_json:
+        R = json.loads(Path(a.from_json).read_text())
+    else:
+        R = collect(a.quick)
+    if a.json:
+        Path(a.json).write_text(json.dumps(R, indent=1))
+    print(table(R))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

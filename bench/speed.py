@@ -1,0 +1,331 @@
+"""Benchmark jobs. Each runs in its own process with pinned threads and prints one JSON line:
+
+    python -m bench.speed JOB --threads N [options]
+
+The suite (`python -m bench`) runs them and prints the table; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "resources" / "models" / "synthesis" / "model.safetensors"
+CORPUS = ROOT / "resources" / "corpus" / "unipen_lines.npz"
+TEXT40 = "The quick brown fox jumps over a lazy dog"[:40]
+
+
+def _pin(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed(fn, n: int, repeats: int = 3) -> dict:
+    """Median over `repeats` of the mean wall and CPU (process) time per call, in ms."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn(n)
+        walls.append((time.perf_counter() - w) / n * 1e3)
+        cpus.append((time.process_time() - c) / n * 1e3)
+    return {"wall_ms": statistics.median(walls), "cpu_ms": statistics.median(cpus), "walls": walls}
+
+
+def _model(which: str, device="cpu"):
+    """(model, alphabet, norm) for 'paper' (random 3 x 400) or 'bundled' (the shipped model)."""
+    import torch
+
+    from engine.alphabet import Alphabet
+    from engine.models import HandwritingModel, preset
+    from engine.strokes import NormStats
+
+    if which == "bundled":
+        from engine.checkpoint import load_model
+
+        lm = load_model(BUNDLED, device)
+        return lm.model, lm.alphabet, lm.norm or NormStats()
+    torch.manual_seed(0)
+    return HandwritingModel(preset("paper")).to(device).eval(), Alphabet(), NormStats()
+
+
+# -- sampling ------------------------------------------------------------------------------------
+def job_sample(a) -> dict:
+    import torch
+
+    from engine.sampler import generate
+
+    steps = a.steps
+    if a.path == "peer":
+        from bench.peer import PeerSampler
+
+        torch.manual_seed(0)
+        peer = PeerSampler().eval()
+        onehot = torch.zeros(1, 41, 95)
+        onehot[0, torch.arange(40), torch.randint(0, 95, (40,))] = 1
+
+        def run(n):
+            for _ in itertools.islice(peer.sample(onehot, n), n):
+                pass
+
+        run(20)
+        out = _timed(run, steps)
+        out["per_sample_ms"] = out["wall_ms"]
+        out["maxrss_mb"] = _maxrss_mb()
+        return out
+    model, alphabet, norm = _model(a.model)
+    if a.path in ("stepper", "stepper_bf16"):
+        from engine.fast import FastStepper
+
+        dtype = torch.bfloat16 if a.path == "stepper_bf16" else torch.float32
+        s = FastStepper(model, weight_dtype=dtype)
+        idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
+        s.reset(a.batch, model.encode_text(idx))
+        x = torch.zeros(a.batch, 3)
+
+        def run(n):
+            for _ in range(n):
+                s.step(x)
+
+    else:
+        fast = a.path == "fast"
+        kw = dict(alphabet=alphabet, norm=norm, seed=0, batch=a.batch, fast=fast, bias=0.5)
+
+        def run(n):
+            gen = generate(model, TEXT40, steps_per_char=200, **kw)
+            for _ in itertools.islice(gen, n):
+                pass
+
+    run(20)
+    out = _timed(run, steps)
+    out["per_sample_ms"] = out["wall_ms"] / a.batch
+    out["maxrss_mb"] = _maxrss_mb()
+    return out
+
+
+def job_latency(a) -> dict:
+    """Time from generate() to the first SampleStep, and a whole 40-character line."""
+    from engine.sampler import generate, sample
+
+    model, alphabet, norm = _model(a.model)
+    kw = dict(alphabet=alphabet, norm=norm, seed=0, fast=a.path == "fast", bias=0.5)
+    next(generate(model, TEXT40, **kw))  # warm-up
+    firsts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        next(generate(model, TEXT40, **kw))
+        firsts.append((time.perf_counter() - t) * 1e3)
+    lines, points = [], 0
+    for seed in range(3):
+        t = time.perf_counter()
+        s = sample(model, TEXT40, **{**kw, "seed": seed})[0]
+        lines.append(time.perf_counter() - t)
+        points = len(s.offsets)
+    return {
+        "first_ink_ms": statistics.median(firsts),
+        "line40_s": statistics.median(lines),
+        "line40_points": points,
+    }
+
+
+# -- training ------------------------------------------------------------------------------------
+def _batch(B, T, U, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, 3, generator=g)
+    x[..., 2] = (torch.rand(B, T, generator=g) < 0.05).float()
+    idx = torch.randint(0, 95, (B, U), generator=g)
+    return x, idx
+
+
+def _train_model(variant: str, device="cpu"):
+    import torch
+
+    from engine.models import HandwritingModel, preset
+
+    torch.manual_seed(0)
+    if variant == "allcells":
+        from bench.peer import AllCellsSynthesis
+
+        return AllCellsSynthesis().to(device).train()
+    cell = "peephole" if variant == "peephole" else "lstm"
+    return HandwritingModel(preset("paper", cell=cell)).to(device).train()
+
+
+def _train_step(model, variant, x, idx, opt):
+    import torch
+
+    from engine.mixture import sequence_nll, split_params
+
+    inp = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)  # x_1 = 0 (Sec. 2)
+    onehot = torch.nn.functional.one_hot(idx, 95).to(x.dtype)
+    onehot = torch.cat([onehot, torch.zeros_like(onehot[:, :1])], 1)
+    ctx = (
+        torch.autocast(x.device.type, dtype=torch.bfloat16)
+        if variant.endswith("bf16")
+        else torch.autocast(x.device.type, enabled=False)
+    )
+    with ctx:
+        if variant == "allcells":
+            y = model(inp, onehot)
+        else:
+            y, _ = model(inp, onehot=onehot)
+    loss = sequence_nll(split_params(y.float()), x)
+    opt.zero_grad(set_to_none=True)
+    loss.total.backward()
+    opt.step()
+    return loss.per_point.item()
+
+
+def job_train(a) -> dict:
+    import torch
+
+    device = "cuda" if a.device == "cuda" else "cpu"
+    model = _train_model(a.variant, device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x, idx = _batch(a.batch, a.T, max(1, a.T // 25))
+    x, idx = x.to(device), idx.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    _train_step(model, a.variant, x, idx, opt)  # warm-up
+    times = []
+    for _ in range(a.iters):
+        sync()
+        t = time.perf_counter()
+        _train_step(model, a.variant, x, idx, opt)
+        sync()
+        times.append(time.perf_counter() - t)
+    s = statistics.median(times)
+    return {"timesteps_per_s": a.batch * a.T / s, "step_s": s, "maxrss_mb": _maxrss_mb()}
+
+
+def job_trainmem(a) -> dict:
+    """Peak memory of one training step at batch 32, T = 700 (one process per variant)."""
+    import torch
+
+    model = _train_model(a.variant)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x, idx = _batch(a.batch, a.T, a.T // 25)
+    base = _maxrss_mb()
+    t = time.perf_counter()
+    _train_step(model, a.variant, x, idx, opt)
+    return {"maxrss_mb": _maxrss_mb(), "before_mb": base, "step_s": time.perf_counter() - t}
+
+
+def _loss_data(B, T, seed):
+    """Real corpus lines when the bundled corpus exists, else synthetic text-conditional ink."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    if CORPUS.exists():
+        from engine.alphabet import Alphabet
+        from engine.data.corpus import load_corpus
+
+        corpus = load_corpus(CORPUS).train()
+        alphabet = Alphabet()
+        keep = [i for i, o in enumerate(corpus.offsets) if len(o) >= T]
+        pick = rng.choice(keep, size=B, replace=len(keep) < B)
+        x = np.stack([corpus.offsets[i][:T] for i in pick])
+        x = corpus.norm.normalise(x.reshape(-1, 3)).reshape(B, T, 3)
+        U = max(1, T // 25)
+        idx = [alphabet.encode(corpus.texts[i][:U].ljust(U)) for i in pick]
+        return torch.as_tensor(x), torch.as_tensor(np.array(idx)), "corpus"
+    # synthetic: each character draws its own fixed little stroke pattern, plus noise
+    U = max(1, T // 25)
+    templates = np.random.default_rng(123).normal(0, 1, (95, 25, 2))
+    idx = rng.integers(0, 95, (B, U))
+    xy = templates[idx].reshape(B, U * 25, 2)[:, :T] + rng.normal(0, 0.3, (B, T, 2))
+    eos = np.zeros((B, T, 1))
+    eos[:, 24::25] = 1.0
+    x = np.concatenate([xy, eos], -1).astype(np.float32)
+    return torch.as_tensor(x), torch.as_tensor(idx), "synthetic"
+
+
+def job_loss(a) -> dict:
+    """Train paper-faithful and fast variants briefly on the same data and seed."""
+    import torch
+
+    out = {}
+    valid_x, valid_idx, source = _loss_data(a.batch, a.T, seed=999)
+    for variant in ("peephole", "lstm"):
+        model = _train_model(variant)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        t = time.perf_counter()
+        for step in range(a.iters):
+            x, idx, source = _loss_data(a.batch, a.T, seed=step)
+            train_loss = _train_step(model, variant, x, idx, opt)
+        model.eval()
+        with torch.no_grad():
+            from engine.mixture import sequence_nll, split_params
+
+            inp = torch.cat([torch.zeros_like(valid_x[:, :1]), valid_x[:, :-1]], 1)
+            onehot = torch.nn.functional.one_hot(valid_idx, 95).float()
+            onehot = torch.cat([onehot, torch.zeros_like(onehot[:, :1])], 1)
+            y, _ = model(inp, onehot=onehot)
+            valid = sequence_nll(split_params(y), valid_x).per_point.item()
+        out[variant] = {"train": train_loss, "valid": valid, "s": time.perf_counter() - t}
+    out["source"] = source
+    return out
+
+
+def job_gpu(a) -> dict:
+    """CUDA paths: the graph-captured fast step and fast-variant training (when a GPU exists)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"gpu": None}
+    model, alphabet, _ = _model("paper", "cuda")
+    from engine.fast import FastStepper
+
+    s = FastStepper(model)
+    idx = torch.as_tensor(alphabet.encode(TEXT40))[None].to("cuda")
+    s.reset(1, model.encode_text(idx))
+    x = torch.zeros(1, 3)
+
+    def run(n):
+        for _ in range(n):
+            s.step(x)[0].cpu()
+
+    run(20)
+    step = _timed(run, 500)
+    a.variant, a.device = "lstm", "cuda"
+    train = job_train(a)
+    return {"gpu": torch.cuda.get_device_name(), "step": step, "train": train}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.speed")
+    p.add_argument("job", choices=["sample", "latency", "train", "trainmem", "loss", "gpu"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--path", default="fast")
+    p.add_argument("--model", default="paper")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--variant", default="lstm")
+    p.add_argument("--T", type=int, default=100)
+    p.add_argument("--iters", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    _pin(a.threads)
+    result = globals()[f"job_{a.job}"](a)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
