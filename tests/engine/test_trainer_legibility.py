@@ -1,0 +1,46 @@
+"""The legibility bench's scoring and renderer (the recogniser itself is optional)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.legibility import TEXTS, cer, levenshtein, render_line
+
+
+def test_levenshtein_and_case_insensitive_cer():
+    assert levenshtein("kitten", "sitting") == 3
+    assert levenshtein("", "abc") == 3
+    assert cer(["Hello"], ["hello"]) == 0.0
+    assert cer(["abcd", "ef"], ["abxd", ""]) == pytest.approx(3 / 6)
+
+
+def test_bench_has_enough_distinct_texts():
+    assert len(TEXTS) >= 50 and len(set(TEXTS)) == len(TEXTS)
+    assert all(t.isascii() and t.strip() == t for t in TEXTS)
+
+
+def test_render_line_crops_tightly_with_a_small_margin():
+    strokes = [np.array([[10.0, 5.0], [60.0, 25.0]]), np.array([[70.0, 5.0]])]
+    img = render_line(strokes, margin=0.05, px_height=96)
+    assert img.dtype == np.uint8 and img.shape[0] == int(96 * 1.1) + 1
+    ink = np.argwhere(img < 128)
+    top, left = ink.min(0)
+    bottom, right = ink.max(0)
+    pad = 0.05 * 96
+    assert abs(top - pad) <= 3 and abs(left - pad) <= 3  # ink starts at the margin
+    assert (
+        abs((img.shape[0] - 1 - bottom) - pad) <= 3 and abs((img.shape[1] - 1 - right) - pad) <= 3
+    )
+
+
+def test_recogniser_reads_printed_text():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("rapidocr")
+    from PIL import Image, ImageDraw, ImageFont
+
+    from bench.legibility import Recogniser
+
+    img = Image.new("L", (320, 60), 255)
+    ImageDraw.Draw(img).text((5, 5), "hello world", fill=0, font=ImageFont.load_default(size=36))
+    assert Recogniser()(np.asarray(img)) == "hello world"
