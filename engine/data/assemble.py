@@ -18,7 +18,7 @@ from engine.data.ink import Ink
 class AssembleConfig:
     min_chars: int = 18  # a line ends once it holds at least a drawn target in this range
     max_chars: int = 42
-    space: tuple[float, float] = (0.45, 0.9)  # word gap, in body heights
+    space: tuple[float, float] = (0.6, 1.1)  # word gap, in body heights
     baseline_jitter: float = 0.08  # per-word baseline wobble, in body heights
     baseline_drift: float = 0.04  # per-word random-walk drift, in body heights
 

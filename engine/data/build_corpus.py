@@ -23,7 +23,7 @@ from engine.data.assemble import AssembleConfig, assemble_line, group_words
 from engine.data.corpus import Corpus
 from engine.data.errors import DataError
 from engine.data.ink import InkRecord
-from engine.data.preprocess import PreprocessConfig, count_lines, preprocess_ink
+from engine.data.preprocess import PreprocessConfig, is_single_line, preprocess_ink
 from engine.data.unipen import DEFAULT_DROP_DONORS, ImportReport, UnipenSource, iter_unipen
 from engine.strokes import InkError
 
@@ -94,6 +94,7 @@ def _assembled_lines(words: list[InkRecord], config: BuildConfig, report: Import
 
 def _shard(args) -> tuple[list[Line], list[Line], ImportReport]:
     source, k, n, config = args
+    cpu0 = time.process_time()
     report = ImportReport()
     real, assembled, words, current = [], [], [], None
     for rec in iter_unipen(UnipenSource(source), config.drop_donors, report, (k, n)):
@@ -101,7 +102,7 @@ def _shard(args) -> tuple[list[Line], list[Line], ImportReport]:
             report.skip("label empty or outside printable ASCII")
             continue
         if rec.category == 8:
-            if count_lines(rec.ink.strokes) > 1:
+            if not is_single_line(rec.ink):
                 report.skip("multi-line text segment")
                 continue
             line = _line(rec, rec.ink, config, report)
@@ -114,6 +115,7 @@ def _shard(args) -> tuple[list[Line], list[Line], ImportReport]:
                 words, current = [], file
             words.append(rec)
     assembled += _assembled_lines(words, config, report)
+    report.cpu_seconds = time.process_time() - cpu0
     return real, assembled, report
 
 
@@ -164,6 +166,7 @@ def build_corpus(source=DEFAULT_SOURCE, config: BuildConfig = BuildConfig()) -> 
             "missing_includes": sorted(report.missing_includes),
         },
         "import_seconds": round(time.perf_counter() - t0, 1),
+        "import_cpu_seconds": round(report.cpu_seconds, 1),
     }
     return Corpus.build(
         [x.text for x in lines],

@@ -102,7 +102,8 @@ def _resample(pts, lengths, step):
     out = np.column_stack(
         [np.interp(target, unrolled, pts[:, 0]), np.interp(target, unrolled, pts[:, 1])]
     )
-    out[np.cumsum(n_out) - 1] = pts[ends]  # exact endpoints despite rounding
+    out[np.cumsum(n_out) - n_out] = pts[ends - lengths + 1]  # exact endpoints despite rounding
+    out[np.cumsum(n_out) - 1] = pts[ends]
     return out, n_out
 
 
@@ -227,3 +228,18 @@ def count_lines(strokes: list[np.ndarray], back_frac: float = 0.4) -> int:
         if b[0, 0] < a[-1, 0] - back_frac * width and b[:, 1].mean() - a[:, 1].mean() > h:
             returns += 1
     return returns + 1
+
+
+def is_single_line(ink: Ink, min_width_per_char: float = 0.25) -> bool:
+    """True when the ink looks like one written line of its label.
+
+    Besides carriage returns (`count_lines`), ink narrower than `min_width_per_char` body
+    heights per label character is refused: words stacked under each other (UNIPEN donors
+    apb-ape) or a label far longer than its ink. Single lines measure 0.4-1.6 per character.
+    """
+    if count_lines(ink.strokes) != 1:
+        return False
+    if not ink.text:
+        return True
+    width = float(np.ptp(ink.points()[:, 0]))
+    return width >= min_width_per_char * body_height(ink.strokes) * len(ink.text)

@@ -40,6 +40,7 @@ class ImportReport:
     records: int = 0
     skipped: Counter = field(default_factory=Counter)
     missing_includes: set = field(default_factory=set)
+    cpu_seconds: float = 0.0
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] += n
@@ -50,6 +51,7 @@ class ImportReport:
         self.records += other.records
         self.skipped.update(other.skipped)
         self.missing_includes |= other.missing_includes
+        self.cpu_seconds += other.cpu_seconds
 
     def summary(self) -> str:
         lines = [f"files {self.files}, segments {self.segments}, records {self.records}"]
@@ -248,7 +250,10 @@ def _segment_ink(state: _State, idx: list[int], label: str) -> tuple[Ink | None,
     if not strokes:
         return None, "no pen-down ink"
     device = {"points_per_second": state.pps, "points_per_inch": list(state.ppi)}
-    return Ink(label, strokes, times or None, device=device), ""
+    try:
+        return Ink(label, strokes, times or None, device=device), ""
+    except DataError:  # e.g. 1e999 or nan coordinates: counted, never raised
+        return None, "non-finite or malformed points"
 
 
 def parse_data_file(
