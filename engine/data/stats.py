@@ -30,6 +30,7 @@ def corpus_stats(corpus: Corpus, rare: int = 20) -> dict:
         "assembled": int(corpus.assembled.sum()),
         "absent": [c for c in PRINTABLE_ASCII if coverage[c] == 0],
         "rare": {c: n for c, n in coverage.items() if 0 < n < rare},
+        "least": sorted((n, c) for c, n in coverage.items() if n > 0)[:12],
         "norm": corpus.norm.to_dict(),
     }
 
@@ -48,6 +49,7 @@ def format_stats(s: dict) -> str:
         f"absent chars     {''.join(s['absent']) or '(none)'}",
         "rare chars       "
         + (" ".join(f"{c!r}:{n}" for c, n in sorted(s["rare"].items())) or "(none)"),
+        "least common     " + " ".join(f"{c!r}:{n}" for n, c in s["least"]),
         f"norm             mean {s['norm']['mean']}, std {s['norm']['std']}",
     ]
     return "\n".join(rows)
