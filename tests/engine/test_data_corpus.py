@@ -127,3 +127,14 @@ def test_bundled_corpus_is_sane():
     ppc = lengths.sum() / sum(len(t) for t in c.texts)
     assert 20 <= ppc <= 30
     assert all(32 <= ord(ch) < 127 for t in c.texts[:2000] for ch in t)
+
+
+def test_build_is_reproducible_whatever_the_worker_count():
+    from engine.data.build_corpus import BuildConfig, build_corpus
+
+    a = build_corpus(FIXTURE, BuildConfig(workers=1))
+    b = build_corpus(FIXTURE, BuildConfig(workers=2))
+    assert a.texts == b.texts and a.writers == b.writers
+    assert all(np.array_equal(x, y) for x, y in zip(a.offsets, b.offsets))
+    none = build_corpus(FIXTURE, BuildConfig(workers=1, assembled=False))
+    assert none.assembled.sum() == 0 and len(none) == 3
