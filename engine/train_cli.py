@@ -40,8 +40,11 @@ RUN_DEFAULTS = {
     "seed": 0,
     "max_train_sequences": None,
 }
-# changing these on --resume changes the data stream or model: refused
-FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "batch_size", "max_len", "seed", "optimizer")
+# changing these on --resume changes the data or the model: refused
+FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "seed", "optimizer")
+# these may change on --resume (a curriculum: longer sequences later); the batch stream then
+# differs from an uninterrupted run, so the resume is no longer exact, and we say so
+CURRICULUM = ("batch_size", "max_len")
 
 
 def add_commands(sub) -> None:
@@ -110,6 +113,13 @@ def _settings(args) -> dict:
         for k in FIXED_ON_RESUME:
             if k in given and given[k] != settings.get(k):
                 raise EngineError(f"--{k.replace('_', '-')} cannot change on --resume")
+        for k in CURRICULUM:
+            if k in given and given[k] != settings.get(k):
+                print(
+                    f"note: --{k.replace('_', '-')} changes from {settings.get(k)} to {given[k]}; "
+                    "the batch stream differs from an uninterrupted run from here on",
+                    file=sys.stderr,
+                )
         return {**settings, **given}
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise EngineError(f"{out} already holds a run; use --resume or another --out")

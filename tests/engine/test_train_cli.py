@@ -36,8 +36,14 @@ def test_train_writes_a_loadable_model_and_resumes(corpus_path, tmp_path, capsys
     assert loaded.kind == "synthesis" and loaded.norm is not None and loaded.alphabet is not None
     settings = json.loads((out / "run.json").read_text())
     assert settings["max_len"] == 30 and settings["preset"] == "tiny"
-    # resume: only --out, --resume and a larger --steps are needed
-    assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--quiet"]) == 0
+    # resume: only --out, --resume and a larger --steps are needed; a longer --max-len is a
+    # curriculum step (allowed, with a note), a different preset is refused
+    capsys.readouterr()
+    resume = ["train", "--out", str(out), "--resume", "--steps", "6", "--quiet"]
+    assert main([*resume, "--preset", "small"]) == 1
+    assert "--preset cannot change" in capsys.readouterr().err
+    assert main([*resume, "--max-len", "40"]) == 0
+    assert "max-len changes from 30 to 40" in capsys.readouterr().err
     assert load_model(sorted((out / "checkpoints").glob("step-*[0-9].safetensors"))[-1])
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 6
