@@ -89,11 +89,12 @@ def _resample(pts, lengths, step):
     seg[1:] = np.hypot(pts[1:, 0] - pts[:-1, 0], pts[1:, 1] - pts[:-1, 1])
     seg[first] = 0.0
     ends = np.cumsum(lengths) - 1
+    starts = ends - lengths + 1
     arc = np.cumsum(seg)
-    stroke_len = arc[ends] - np.concatenate([[0.0], arc[ends[:-1]]])
+    stroke_len = np.add.reduceat(seg, starts)  # exact per stroke, unlike differences of arc
     # a unit gap between strokes keeps the unrolled arc coordinate strictly increasing
     base = np.concatenate([[0.0], np.cumsum(stroke_len[:-1] + 1.0)])
-    unrolled = arc - np.repeat(arc[ends] - stroke_len - base, lengths)
+    unrolled = arc - np.repeat(arc[starts] - base, lengths)
     n_out = np.ceil(stroke_len / step - 1e-9).astype(np.int64) + 1
     n_out = np.where(stroke_len > 0, np.maximum(n_out, 2), 1)
     k = np.arange(n_out.sum()) - np.repeat(np.cumsum(n_out) - n_out, n_out)
@@ -102,8 +103,8 @@ def _resample(pts, lengths, step):
     out = np.column_stack(
         [np.interp(target, unrolled, pts[:, 0]), np.interp(target, unrolled, pts[:, 1])]
     )
-    out[np.cumsum(n_out) - n_out] = pts[ends - lengths + 1]  # exact endpoints despite rounding
-    out[np.cumsum(n_out) - 1] = pts[ends]
+    out[np.cumsum(n_out) - 1] = pts[ends]  # exact endpoints despite rounding
+    out[np.cumsum(n_out) - n_out] = pts[starts]
     return out, n_out
 
 
