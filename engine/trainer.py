@@ -136,6 +136,10 @@ class TrainConfig:
             raise ValueError("grad_clip must be > 0 (or None for no global-norm clip)")
         if self.weight_noise < 0:
             raise ValueError("weight_noise must be >= 0")
+        if self.keep_last < 1:
+            raise ValueError("keep_last must be >= 1 (the newest checkpoint is always kept)")
+        if self.max_bad_steps < 1:
+            raise ValueError("max_bad_steps must be >= 1")
 
     def base_lr(self) -> float:
         return self.lr or (1e-3 if self.optimizer == "adam" else 1e-4)
