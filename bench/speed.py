@@ -193,24 +193,37 @@ def _train_step(model, variant, x, idx, opt):
 
 
 def job_train(a) -> dict:
+    """Throughput of one or several variants (comma-separated). Several variants are timed
+    round-robin in one process, one optimiser step each per round, so a change in machine
+    load hits all of them alike; the median over rounds is reported."""
     import torch
 
     device = "cuda" if a.device == "cuda" else "cpu"
-    model = _train_model(a.variant, device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     x, idx = _batch(a.batch, a.T, max(1, a.T // 25))
     x, idx = x.to(device), idx.to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    _train_step(model, a.variant, x, idx, opt)  # warm-up
-    times = []
+    runs = {}
+    for v in a.variant.split(","):
+        model = _train_model(v, device)
+        runs[v] = (model, torch.optim.Adam(model.parameters(), lr=1e-4), [], [])
+        _train_step(model, v, x, idx, runs[v][1])  # warm-up
     for _ in range(a.iters):
-        sync()
-        t = time.perf_counter()
-        _train_step(model, a.variant, x, idx, opt)
-        sync()
-        times.append(time.perf_counter() - t)
-    s = statistics.median(times)
-    return {"timesteps_per_s": a.batch * a.T / s, "step_s": s, "maxrss_mb": _maxrss_mb()}
+        for v, (model, opt, walls, cpus) in runs.items():
+            sync()
+            t, c = time.perf_counter(), time.process_time()
+            _train_step(model, v, x, idx, opt)
+            sync()
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+    n = a.batch * a.T
+    return {
+        v: {
+            "timesteps_per_s": n / statistics.median(walls),
+            "cpu_timesteps_per_s": n / statistics.median(cpus),
+            "step_s": statistics.median(walls),
+        }
+        for v, (_, _, walls, cpus) in runs.items()
+    }
 
 
 def job_trainmem(a) -> dict:
@@ -304,7 +317,7 @@ def job_gpu(a) -> dict:
     run(20)
     step = _timed(run, 500)
     a.variant, a.device = "lstm", "cuda"
-    train = job_train(a)
+    train = job_train(a)["lstm"]
     return {"gpu": torch.cuda.get_device_name(), "step": step, "train": train}
 
 
