@@ -78,10 +78,9 @@ def collect(quick: bool) -> dict:
     R["latency_model"] = model
     T = 50 if quick else 100
     Tr = R["train"] = {}
-    for threads, variants, iters in (
-        (1, "allcells,peephole,lstm,lstm_bf16", 3),
-        (2, "allcells,lstm", 1),
-    ):
+    rounds = 2 if quick else 3
+    plan = ((1, "allcells,peephole,lstm,lstm_bf16", rounds), (2, "allcells,lstm", 1))
+    for threads, variants, iters in plan:
         res = _run("train", threads, variant=variants, batch=32, T=T, iters=iters)
         for v in variants.split(","):
             Tr[f"{v}/t{threads}"] = res.get(v, res)
