@@ -66,6 +66,9 @@ def add_commands(sub) -> None:
     t.add_argument("--weight-noise", type=float, help="fixed weight-noise std (0)")
     t.add_argument("--valid-tail", type=float, help="held-out end of the file, by bytes (0.1)")
     t.add_argument("--val-every", type=int, help="steps between validations (200)")
+    t.add_argument(
+        "--val-max-symbols", type=int, help="validate on the first N held-out symbols (250000)"
+    )
     t.add_argument("--ckpt-every", type=int, help="steps between checkpoints (50)")
     t.add_argument("--seed", type=int)
     t.add_argument("--threads", type=int, help="torch CPU threads (1 is best on a busy machine)")
@@ -82,6 +85,7 @@ def add_commands(sub) -> None:
         default=None,
         help="evaluate only the last fraction of the file (by bytes), e.g. 0.1",
     )
+    e.add_argument("--max-symbols", type=int, help="evaluate only the first N symbols")
     e.add_argument("--dynamic", action="store_true", help="also run dynamic evaluation")
     e.add_argument("--dynamic-lr", type=float, default=None)
     e.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -138,6 +142,7 @@ TRAIN_DEFAULTS = {
     "weight_noise": 0.0,
     "valid_tail": 0.1,
     "val_every": 200,
+    "val_max_symbols": 250_000,
     "ckpt_every": 50,
     "seed": 0,
 }
@@ -214,7 +219,9 @@ def _prepare_data(settings: dict, out: Path, vocab=None):
         )
         if valid.unknown:
             print(f"validation text: {describe_unknown(valid.unknown)}", file=sys.stderr)
-    return vocab, train.ids, None if valid is None else valid.ids
+    if valid is None:
+        return vocab, train.ids, None
+    return vocab, train.ids, valid.ids[: settings.get("val_max_symbols") or None]
 
 
 def cmd_train(args) -> int:
@@ -283,19 +290,36 @@ def cmd_train(args) -> int:
 
 # -- eval --------------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
-    from engine.text_data import check_text_file, describe_unknown, encode_file, split_point
+    import tempfile
+
+    from engine.text_data import (
+        char_boundary,
+        check_text_file,
+        describe_unknown,
+        encode_file,
+        split_point,
+    )
     from engine.text_eval import DynamicConfig, evaluate
 
     model = load_text_model(args.model)
     path = check_text_file(args.text)
+    size = os.path.getsize(path)
     start = 0 if args.tail is None else split_point(path, args.tail)
-    enc = encode_file(path, model.vocab, start, None, None, ProgressBar("encode"))
-    if enc.unknown:
-        print(f"note: {describe_unknown(enc.unknown)}", file=sys.stderr)
-    results = [evaluate(model, enc.ids, progress=ProgressBar("static "))]
-    if args.dynamic:
-        dyn = DynamicConfig() if args.dynamic_lr is None else DynamicConfig(lr=args.dynamic_lr)
-        results.append(evaluate(model, enc.ids, dyn, progress=ProgressBar("dynamic")))
+    stop = size
+    if args.max_symbols:  # read no more than N symbols can need (4 bytes per char at most)
+        stop = char_boundary(path, min(size, start + 4 * args.max_symbols + 4))
+    with tempfile.TemporaryDirectory(prefix="text-eval-") as tmp:
+        # a large character range is encoded to a memmap on disk rather than held in memory
+        cache = Path(tmp) / "ids" if stop - start > 64 * 2**20 else None
+        enc = encode_file(path, model.vocab, start, stop, cache, ProgressBar("encode"))
+        if enc.unknown:
+            print(f"note: {describe_unknown(enc.unknown)}", file=sys.stderr)
+        ids = enc.ids[: args.max_symbols] if args.max_symbols else enc.ids
+        results = [evaluate(model, ids, progress=ProgressBar("static "))]
+        if args.dynamic:
+            dyn = DynamicConfig() if args.dynamic_lr is None else DynamicConfig(lr=args.dynamic_lr)
+            results.append(evaluate(model, ids, dyn, progress=ProgressBar("dynamic")))
+        del ids, enc
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0

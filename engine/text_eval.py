@@ -39,7 +39,9 @@ class TextEvalError(EngineError, ValueError):
 
 @dataclass(frozen=True)
 class DynamicConfig:
-    lr: float = 3e-4  # SGD step per segment on the mean per-symbol loss (nats)
+    # plain SGD step per segment on the mean per-symbol loss (nats); 0.03 was best of
+    # {0.01, 0.03, 0.1, 0.3, 1} on 15k held-out symbols of the bundled Shakespeare model
+    lr: float = 0.03
     segment: int = 100  # symbols per score-then-update segment
     decay: float = 0.0  # pull towards the trained weights per step (0 = plain SGD)
 
