@@ -204,6 +204,17 @@ class HandwritingTask:
     def set_data_position(self, position: dict) -> None:
         self.batcher.set_position(position)
 
+    def validation_fingerprint(self) -> str:
+        """Changes whenever the validation lines (ink, text or normalisation) change."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for i, s in enumerate(self.valid_seqs):
+            h.update(np.ascontiguousarray(s).tobytes())
+            if self.valid_text is not None:
+                h.update(self.valid_text[i].tobytes())
+        return h.hexdigest()[:16]
+
     def describe(self) -> dict:
         return {
             **self.description,

@@ -80,6 +80,8 @@ class Task(Protocol):
     - `validate()` -> dict of floats over the validation split (model in eval mode, no grad);
       must include the key named by `TrainConfig.monitor` (default `nats_per_sequence`).
     - `to(device)`: move model and any cached tensors.
+    - optional `validation_fingerprint()` -> str: when it differs on resume, the best value
+      (measured on other validation data) is reset instead of compared.
     """
 
     model: nn.Module
@@ -521,6 +523,7 @@ class Trainer:
             "wall_time": self.wall_time,
             "world_size": self.world,
             "data_position": self.task.data_position(),
+            "validation_fingerprint": self._validation_fingerprint(),
             "optimizer_name": self.config.optimizer,
             "optimizer": opt_meta,
             "rng": rng_meta,
@@ -533,6 +536,11 @@ class Trainer:
             model_t = {k: v.detach().clone() for k, v in model_t.items()}
             tensors = {k: v.detach().clone() for k, v in tensors.items()}
         return model_t, (tensors, meta)
+
+    def _validation_fingerprint(self) -> str | None:
+        """Optional Task.validation_fingerprint(): identifies the validation data."""
+        fp = getattr(self.task, "validation_fingerprint", None)
+        return fp() if callable(fp) else None
 
     def training_metadata(self) -> dict:
         meta = {
@@ -613,6 +621,10 @@ class Trainer:
         self.best = st["best"] if st["best"] is not None else math.inf
         self.best_step = st["best_step"]
         self.stale_validations = st["stale_validations"]
+        if st.get("validation_fingerprint") != self._validation_fingerprint():
+            # a best value measured on other validation data cannot be compared: start afresh
+            log.warning("the validation data changed since the checkpoint; best is reset")
+            self.best, self.best_step, self.stale_validations = math.inf, -1, 0
         self.wall_time = st["wall_time"]
         self._last_ckpt_step = self.step
         self._snapshot = self._state(clone=True)

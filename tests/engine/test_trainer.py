@@ -84,6 +84,17 @@ def test_resume_refuses_a_different_model(tmp_path):
         Trainer(tiny_task(), cfg, run_dir=tmp_path / "empty", resume=True)
 
 
+def test_resume_on_other_validation_data_resets_the_best(tmp_path):
+    cfg = TrainConfig(steps=2, optimizer="adam", val_every=2, ckpt_every=2)
+    first = Trainer(tiny_task(), cfg, run_dir=tmp_path)
+    list(first.run())
+    assert math.isfinite(first.best)
+    same = Trainer(tiny_task(), cfg, run_dir=tmp_path, resume=True)
+    assert same.best == first.best
+    other = Trainer(tiny_task(val_max_sequences=1), cfg, run_dir=tmp_path, resume=True)
+    assert other.best == math.inf and other.best_step == -1
+
+
 def test_checkpoints_keep_last_n_and_the_best_model_loads(tmp_path):
     cfg = TrainConfig(steps=6, optimizer="adam", val_every=2, ckpt_every=1, keep_last=2)
     trainer = Trainer(tiny_task(), cfg, run_dir=tmp_path)
