@@ -82,8 +82,7 @@ class AttentionView(QWidget):
         self.line_offset = snap.line_start[line]
         if line != self.line_index or text != self.text:
             self.line_index, self.text = line, text
-            ticks = [(u + 0.5, c if c != " " else "␣") for u, c in enumerate(text)]
-            self.plot.getAxis("left").setTicks([ticks])
+            self._set_ticks()
             self.title.setText(f"Attention phi(t, u), line {line + 1}: {text!r}")
         if self.phi.size:
             # rows = characters, cols = timesteps; phi is a distribution over u, so 0..1 levels
@@ -92,6 +91,22 @@ class AttentionView(QWidget):
             self.plot.setRange(
                 xRange=(0, max(self.phi.shape[0], 50)), yRange=(0, len(text)), padding=0
             )
+
+    def _set_ticks(self) -> None:
+        """One tick per character; a minor level keeps labels apart when rows are thin."""
+        text = self.text
+        rows_px = max(self.plot.vb.height(), 1.0) / max(len(text), 1)
+        every = max(1, int(np.ceil(13.0 / rows_px)))
+        label = lambda c: c if c != " " else "␣"  # noqa: E731
+        major = [(u + 0.5, label(c)) for u, c in enumerate(text) if u % every == 0]
+        minor = [(u + 0.5, "") for u in range(len(text)) if u % every]
+        self.plot.getAxis("left").setTicks([major, minor])
+        self._tick_rows = (len(text), every)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.text:
+            self._set_ticks()
 
     def _on_cursor(self, index: int) -> None:
         self.refresh()

@@ -99,10 +99,10 @@ class InkCanvas(pg.PlotWidget):
             return
         size = np.maximum(hi - lo, 1e-6)
         if self.session.running:
-            grow = np.maximum(size * 0.5, 10.0 * max(size.min(), 1.0))
+            big = float(size.max())
             vb.setRange(
-                xRange=(lo[0] - 0.05 * size[0], hi[0] + grow[0]),
-                yRange=(lo[1] - 0.05 * size[1], hi[1] + grow[1]),
+                xRange=(lo[0] - 0.05 * big, hi[0] + 0.5 * big),
+                yRange=(lo[1] - 0.1 * big, hi[1] + 0.3 * big),
                 padding=0,
             )
         else:

@@ -54,9 +54,11 @@ def main(argv=None) -> int:
     out = resource("styles")
     out.mkdir(parents=True, exist_ok=True)
     for k, rec in enumerate(pick(argv[0], n), 1):
-        ink = Ink(rec.ink.text, rec.ink.strokes, device={"source": "UNIPEN train_r01_v07",
-                                                           "file": rec.source,
-                                                           "writer": rec.writer})
+        ink = Ink(
+            rec.ink.text,
+            rec.ink.strokes,
+            device={"source": "UNIPEN train_r01_v07", "file": rec.source, "writer": rec.writer},
+        )
         path = Path(out) / f"UNIPEN writer {k}.json"
         save_ink(ink, path)
         print(f"{path.name}: {rec.ink.text!r} ({rec.source})")

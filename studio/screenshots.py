@@ -82,9 +82,18 @@ def main(argv=None) -> int:
 
         inks = [handwritten_ink(t, i) for i, t in enumerate(["hi", "ho", "ha", "he"])]
     data = dataset_from_inks(inks, "example styles")
-    w.train_tab.start(dataset=data, preset="small", steps=400, batch_size=4, max_len=300,
-                      preview_every=20, val_every=10, ckpt_every=50,
-                      run_dir=tempfile.mkdtemp(prefix="hs-shots-run-"), preview_text="hello")
+    w.train_tab.start(
+        dataset=data,
+        preset="small",
+        steps=400,
+        batch_size=4,
+        max_len=300,
+        preview_every=20,
+        val_every=10,
+        ckpt_every=50,
+        run_dir=tempfile.mkdtemp(prefix="hs-shots-run-"),
+        preview_text="hello",
+    )
     _spin(app, lambda: w.train_tab.latest is not None and w.train_tab.latest.step >= 60, 600)
     time.sleep(0.3)
     shot("studio-train.png")

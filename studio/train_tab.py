@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -251,10 +252,18 @@ class TrainTab(QWidget):
         self._list_checkpoints(snap.checkpoints)
 
     def _list_checkpoints(self, paths) -> None:
-        if [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())] == paths:
+        have = [
+            self.checkpoints.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.checkpoints.count())
+        ]
+        if have == paths:
             return
         self.checkpoints.clear()
-        self.checkpoints.addItems(paths)
+        for p in paths:
+            item = QListWidgetItem(Path(p).stem)
+            item.setData(Qt.ItemDataRole.UserRole, p)
+            item.setToolTip(p)
+            self.checkpoints.addItem(item)
         if paths:
             self.checkpoints.setCurrentRow(len(paths) - 1)
 
@@ -263,7 +272,7 @@ class TrainTab(QWidget):
         if item is None:
             self.banner.show_message("No checkpoint yet: train first.", "warning")
             return
-        self.use_model.emit(Path(item.text()))
+        self.use_model.emit(Path(item.data(Qt.ItemDataRole.UserRole)))
 
     def _on_finished(self, snap) -> None:
         self.latest = snap

@@ -277,9 +277,13 @@ class WriteTab(QWidget):
             return
         if not self._check_text():
             return
-        lines = self.lines()
-        if not lines:
-            self.banner.show_message("There is no text to write: type something first.", "warning")
+        from engine import EngineError
+
+        try:
+            lines = self.lines()
+        except EngineError as exc:  # empty, too long: the engine's message says what to do
+            self.banner.setProperty("kind", "text")
+            self.banner.show_message(f"Cannot write: {exc}.", "warning")
             return
         self._start(lines)
 

@@ -8,25 +8,13 @@ so a page reads as one hand.
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.layout import wrap_text  # noqa: F401 - one wrapping rule for CLI and studio
+
 DEFAULT_PAGE_WIDTH = 40  # characters per line
-
-
-def wrap_text(text: str, width: int = DEFAULT_PAGE_WIDTH) -> list[str]:
-    """Paragraphs (split on newlines) wrapped at word boundaries to `width` characters.
-    Blank paragraphs are dropped; a word longer than the width is broken."""
-    if width < 1:
-        raise ValueError("the page width must be at least one character")
-    lines: list[str] = []
-    for para in text.splitlines():
-        para = " ".join(para.split())
-        if para:
-            lines.extend(textwrap.wrap(para, width, break_long_words=True))
-    return lines
 
 
 def mixture_density(params, b: int, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
@@ -146,23 +134,23 @@ class WriteJob:
         bias: float = 0.0,
         seed: int | None = None,
         primer=None,
-        line_gap: float = 1.0,
         max_steps: int = 700,
         density: bool = True,
     ):
-        if not lines:
-            raise ValueError("there is nothing to write")
+        if not lines or not any(t is None or t.strip() for t in lines):
+            from engine.sampler import SamplingError
+
+            raise SamplingError("there is no text to write (the text is empty or only spaces)")
         self.loaded = loaded
-        self.lines = list(lines)
+        self.page_lines = list(lines)  # blank lines leave space on the page
+        self.lines = [t for t in lines if t is None or t.strip()]  # the lines written
         self.bias = float(bias)
         self.primer = primer
         self.max_steps = max_steps
-        seq = np.random.SeedSequence(seed)
-        self.seeds = [int(s.generate_state(1)[0]) for s in seq.spawn(len(self.lines))]
+        self.seed = seed
         norm = getattr(loaded, "norm", None)
         scale = float(np.mean(norm.std)) if norm is not None else 1.0
         self.scale = scale
-        self.line_gap = line_gap
         self.density = DensityAccumulator(cell=0.2 * scale) if density else None
         self._points: list[np.ndarray] = []
         self._pen_up: list[bool] = []
@@ -173,62 +161,61 @@ class WriteJob:
         self._current = 0
         self._finished = False
 
-    # -- layout --------------------------------------------------------------------------
-    def _line_origin(self, i: int) -> np.ndarray:
-        if i == 0 or not self._points:
-            return np.zeros(2)
-        pts = np.asarray(self._points)
-        starts = self._line_start + [len(pts)]
-        tops, heights = [], []
-        for k in range(len(self._line_start)):
-            seg = pts[starts[k] : starts[k + 1]]
-            if len(seg):
-                oy = self._origins[k][1]
-                tops.append(oy - seg[:, 1].min())
-                heights.append(seg[:, 1].max() - seg[:, 1].min())
-        ascent = max(tops, default=self.scale * 10)
-        gap = self.line_gap * (np.median(heights) if heights else self.scale * 10) * 0.35
-        return np.array([0.0, pts[:, 1].max() + gap + ascent])
-
     # -- the worker protocol -------------------------------------------------------------
     def steps(self):
         import torch
 
-        from engine.sampler import generate
-
         # one thread: on a shared 2-core machine a second thread can slow small ops ~100x
         torch.set_num_threads(1)
         self._origins: list[np.ndarray] = []
-        for i, text in enumerate(self.lines):
-            self._current = i
-            origin = self._line_origin(i)
-            self._origins.append(origin)
-            self._line_start.append(len(self._points))
-            self._phi.append([])
-            self._by_rule.append(False)
-            pen = origin.copy()
-            skip = 0
-            if text is not None and self.primer is not None:
-                sep = "" if self.primer.text.endswith(" ") or text.startswith(" ") else " "
-                skip = len(self.primer.text + sep)
-            kwargs = dict(bias=self.bias, seed=self.seeds[i], primer=self.primer)
-            if text is None:
-                kwargs["max_steps"] = self.max_steps
-            for step in generate(self.loaded, text, **kwargs):
-                if step.primed:
-                    continue
-                if self.density is not None:
-                    self.density.add(pen, step.params)
-                pen = pen + step.offset[0, :2]
-                self._points.append(pen)
-                self._pen_up.append(bool(step.offset[0, 2] > 0.5))
-                self._pi.append(step.params.pi[0].astype(np.float32))
-                if step.phi is not None:
-                    row = step.phi[0, skip : skip + len(text)].astype(np.float32)
-                    self._phi[i].append(row)
-                    self._by_rule[i] = bool(step.phi[0, -1] > step.phi[0, :-1].max())
-                yield
+        kwargs = dict(bias=self.bias, primer=self.primer)
+        if self.lines == [None]:
+            from engine.sampler import generate
+
+            events = (
+                (0, None, (0.0, 0.0), step)
+                for step in generate(
+                    self.loaded, None, seed=self.seed, max_steps=self.max_steps, **kwargs
+                )
+            )
+        else:
+            from engine.layout import write_lines  # the CLI's page: same seeds, same origins
+
+            events = (
+                (e.line, e.text, e.origin, e.step)
+                for e in write_lines(self.loaded, self.page_lines, seed=self.seed, **kwargs)
+            )
+        page_line, pen, skip, i = None, None, 0, -1
+        for line, text, origin, step in events:
+            if line != page_line:
+                page_line, i = line, i + 1
+                self._start_line(i, text, origin)
+                pen = np.asarray(origin, np.float64).copy()
+                skip = 0
+                if text is not None and self.primer is not None:
+                    sep = "" if self.primer.text.endswith(" ") or text.startswith(" ") else " "
+                    skip = len(self.primer.text + sep)
+            if step.primed:
+                continue
+            if self.density is not None:
+                self.density.add(pen, step.params)
+            pen = pen + step.offset[0, :2]
+            self._points.append(pen)
+            self._pen_up.append(bool(step.offset[0, 2] > 0.5))
+            self._pi.append(step.params.pi[0].astype(np.float32))
+            if step.phi is not None:
+                row = step.phi[0, skip : skip + len(text)].astype(np.float32)
+                self._phi[i].append(row)
+                self._by_rule[i] = bool(step.phi[0, -1] > step.phi[0, :-1].max())
+            yield
         self._finished = True
+
+    def _start_line(self, i: int, text, origin) -> None:
+        self._current = i
+        self._origins.append(np.asarray(origin, np.float64))
+        self._line_start.append(len(self._points))
+        self._phi.append([])
+        self._by_rule.append(False)
 
     def snapshot(self) -> WriteSnapshot:
         n = len(self._points)

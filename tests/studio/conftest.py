@@ -44,7 +44,29 @@ def handwritten_ink(text: str = "hi", seed: int = 0):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
+def messages(monkeypatch):
+    """Modal message boxes would block a test forever: record them instead."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+
+    def fake(kind, answer):
+        def show(parent, title, text, *a, **k):
+            shown.append((kind, title, text))
+            return answer
+
+        return show
+
+    yes, ok = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Ok
+    monkeypatch.setattr(QMessageBox, "warning", fake("warning", ok))
+    monkeypatch.setattr(QMessageBox, "critical", fake("critical", ok))
+    monkeypatch.setattr(QMessageBox, "information", fake("information", ok))
+    monkeypatch.setattr(QMessageBox, "question", fake("question", yes))
+    return shown
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, messages):
     from studio.main_window import MainWindow
     from studio.styles import StyleStore
 

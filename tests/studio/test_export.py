@@ -55,14 +55,11 @@ def test_inkml_round_trip(written, tmp_path):
     assert np.allclose(np.concatenate(ink.strokes), np.concatenate(strokes), atol=1e-2)
 
 
-def test_export_errors_are_messages(written, tmp_path, monkeypatch):
-    from PySide6.QtWidgets import QMessageBox
-
-    shown = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a: shown.append(a[2]))
+def test_export_errors_are_messages(written, tmp_path, messages):
     assert written.export("png", str(tmp_path / "missing-dir" / "x" / "p.png"), height=50) in (
         None,
         str(tmp_path / "missing-dir" / "x" / "p.png"),
     )
     assert written.export("svg", "/proc/forbidden.svg") is None
-    assert shown and "Traceback" not in shown[-1]
+    assert messages and messages[-1][1] == "Export failed"
+    assert "Traceback" not in messages[-1][2]

@@ -134,3 +134,25 @@ def test_settings_persist(qtbot, window, studio_home):
     qtbot.addWidget(again)
     assert again.write_tab.text.toPlainText() == "remember me"
     assert again.write_tab.bias.value() == 1.0
+
+
+def test_bad_model_file_is_a_message(qtbot, window, tmp_path, messages):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"PK\x03\x04 not a model")
+    with qtbot.waitSignal(window.models.failed, timeout=60000) as blocker:
+        window.models.load_file(bad)
+    assert "pickle" in blocker.args[0] or "not a Handwriting Studio model" in blocker.args[0]
+    qtbot.waitUntil(lambda: not window.models.loading)
+    assert window.models.loaded is None
+    assert messages and messages[-1][:2] == ("warning", "Model not loaded")
+
+
+def test_bundled_example_styles_prime_writing(qtbot, tiny_synthesis):
+    from studio.styles import StyleStore, primer_from_ink
+
+    store = StyleStore()
+    examples = [s for s in store.list() if s.builtin]
+    assert examples, "resources/styles/ should ship example styles"
+    for s in examples:
+        primer = primer_from_ink(store.load(s))
+        assert primer.text and len(primer.offsets) > 10 * len(primer.text)

@@ -7,12 +7,17 @@ from engine.sampler import StepParams
 from studio.writing import DensityAccumulator, WriteJob, mixture_density, wrap_text
 
 
-def test_wrap_text_respects_width_and_paragraphs():
-    lines = wrap_text("one two three four\n\nfive", 9)
-    assert lines == ["one two", "three", "four", "five"]
-    assert all(len(x) <= 9 for x in wrap_text("a" * 30, 9))
-    with pytest.raises(ValueError):
-        wrap_text("x", 0)
+def test_wrap_text_is_the_engines_and_blank_lines_leave_space(tiny_synthesis):
+    from engine.layout import LINE_GAP
+
+    lines = wrap_text("one two three\n\nfive", 9)
+    assert lines == ["one two", "three", "", "five"]
+    job = WriteJob(tiny_synthesis, lines, bias=1.0, seed=2)
+    for _ in job.steps():
+        pass
+    snap = job.result(False)
+    assert snap.lines == ["one two", "three", "five"]
+    assert [o[1] for o in job._origins] == [0.0, LINE_GAP, 3 * LINE_GAP]
 
 
 def _params(rho=0.3):
