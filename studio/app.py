@@ -32,4 +32,9 @@ def run(argv=None) -> int:
     window = MainWindow()
     window.show()
     QTimer.singleShot(0, window.load_initial_model)  # torch loads after the window is shown
-    return app.exec()
+    code = app.exec()
+    # delete the window (and its threads' owners) while Qt is still alive, not in random
+    # order at interpreter exit
+    window.deleteLater()
+    app.processEvents()
+    return code

@@ -135,6 +135,8 @@ def main(argv=None) -> int:
         )
     w.force_close = True
     w.close()
+    w.deleteLater()
+    app.processEvents()
     return 0
 
 

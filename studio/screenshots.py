@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     shot("studio-train.png")
     w.force_close = True
     w.close()
+    w.deleteLater()
+    app.processEvents()
     return 0
 
 
