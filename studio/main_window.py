@@ -169,11 +169,17 @@ class MainWindow(QMainWindow):
             if not path:
                 return None
             if kind == "png":
-                options.setdefault(
-                    "transparent",
-                    QMessageBox.question(self, "Background", "Transparent background? (No = white)")
-                    == QMessageBox.StandardButton.Yes,
+                btn = QMessageBox.StandardButton
+                was = st.get(self.settings, "export/png_transparent", False, bool)
+                answer = QMessageBox.question(
+                    self,
+                    "Background",
+                    "Transparent background? (No = white)",
+                    btn.Yes | btn.No,
+                    btn.Yes if was else btn.No,
                 )
+                self.settings.setValue("export/png_transparent", answer == btn.Yes)
+                options.setdefault("transparent", answer == btn.Yes)
                 height, ok = QInputDialog.getInt(
                     self,
                     "PNG size",
