@@ -22,8 +22,26 @@ def create_app(argv=None):
     return app
 
 
+def _log_to_file() -> None:
+    """Also log to paths.log_dir()/studio.log (1 MB, 3 old copies kept); never fatal."""
+    from logging.handlers import RotatingFileHandler
+
+    from studio import paths
+
+    try:
+        handler = RotatingFileHandler(
+            paths.log_dir() / "studio.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError as exc:
+        logging.getLogger(__name__).warning("no log file: %s", exc)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
 def run(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_file()
     app = create_app(argv)
     from PySide6.QtCore import QTimer
 

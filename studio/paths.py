@@ -42,6 +42,16 @@ def config_dir() -> Path:
     return _ensure(Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)))
 
 
+def log_dir() -> Path:
+    """The studio's log file (studio.log): what to attach to a bug report."""
+    home = _override()
+    if home is not None:
+        return _ensure(home / "logs")
+    import platformdirs
+
+    return _ensure(Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)))
+
+
 def styles_dir() -> Path:
     return _ensure(data_dir() / "styles")
 

@@ -8,6 +8,7 @@ import errno
 import os
 import pickle
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,49 @@ def test_opening_a_broken_model_is_a_message(qtbot, window, tmp_path, content):
         window.models.load_file(path)
     assert str(path) in blocker.args[0]
     assert "Unexpected error" not in blocker.args[0]
+
+
+# -- where files live -------------------------------------------------------------------------
+
+
+def test_user_files_live_in_the_platform_folders(monkeypatch, tmp_path):
+    import sys
+
+    import platformdirs
+
+    from studio import paths
+
+    monkeypatch.delenv("HANDWRITING_STUDIO_HOME")
+    if sys.platform.startswith("linux"):
+        for var, sub in [("XDG_DATA_HOME", "d"), ("XDG_CONFIG_HOME", "c"), ("XDG_STATE_HOME", "s")]:
+            monkeypatch.setenv(var, str(tmp_path / sub))
+    name = paths.APP_NAME
+    assert paths.data_dir() == Path(platformdirs.user_data_dir(name, appauthor=False))
+    assert paths.styles_dir().parent == paths.data_dir()
+    assert paths.models_dir().parent == paths.data_dir()
+    assert paths.settings_file().parent == Path(platformdirs.user_config_dir(name, appauthor=False))
+    assert paths.log_dir() == Path(platformdirs.user_log_dir(name, appauthor=False))
+    if sys.platform.startswith("linux"):
+        assert paths.styles_dir() == tmp_path / "d" / name / "styles"
+        assert paths.log_dir() == tmp_path / "s" / name / "log"
+
+
+def test_the_studio_log_file_records_messages(studio_home):
+    import logging
+
+    from studio import app
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    app._log_to_file()
+    added = [h for h in root.handlers if h not in before]
+    try:
+        logging.getLogger("studio.test").warning("a line for the log file")
+        for h in added:
+            h.flush()
+        text = (studio_home / "logs" / "studio.log").read_text()
+        assert "WARNING studio.test: a line for the log file" in text
+    finally:
+        for h in added:
+            root.removeHandler(h)
+            h.close()
