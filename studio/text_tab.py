@@ -216,6 +216,7 @@ class TextTab(QWidget):
         form = QFormLayout(gen)
         self.prime_edit = QLineEdit("ROMEO:\n")
         self.prime_edit.setPlaceholderText("priming text the model continues (may be empty)")
+        self.prime_edit.setToolTip("Text the model continues; type \\n for a line break")
         self.temperature = QDoubleSpinBox(minimum=0.05, maximum=3.0, singleStep=0.05, value=0.8)
         self.temperature.setToolTip("Below 1: safer, more repetitive text; above 1: wilder")
         self.length = QSpinBox(minimum=1, maximum=100_000, value=600)

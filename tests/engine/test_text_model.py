@@ -136,3 +136,15 @@ def test_byte_model_sampling_streams_whole_characters():
     raw = bytes(s.index for s in steps)
     assert text == raw.decode("utf-8", errors="replace")[: len(text)]
     assert any(s.text == "" for s in steps) or raw.isascii()
+
+
+def test_bundled_model_loads_and_samples():
+    from engine.resources import default_model_path
+    from engine.text_cli import load_text_model
+
+    if not (default_model_path("text") / "model.safetensors").exists():
+        pytest.skip("bundled text model not present")
+    model = load_text_model()
+    assert model.vocab.kind == "char" and "R" in model.vocab.symbols
+    text = "".join(s.text for s in sample_stream(model, "ROMEO:\n", 0.8, 40, seed=0))
+    assert len(text) == 40
