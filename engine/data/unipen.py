@@ -111,8 +111,10 @@ class UnipenSource:
             return self._files.get(rel)
         p = self._root / rel
         try:
+            if not p.resolve().is_relative_to(self._root.resolve()):
+                return None  # an .INCLUDE of ../../somewhere may not leave the distribution
             return p.read_bytes()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the included name
             return None
 
     def data_files(self) -> list[str]:

@@ -530,3 +530,16 @@ class Boom:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.path),))
+
+
+def test_unipen_include_cannot_leave_the_distribution(tmp_path):
+    secret = tmp_path / "outside.inc"
+    secret.write_bytes(UNIPEN_INC)  # valid ink, but outside the UNIPEN root
+    root = tmp_path / "unipen"
+    root.mkdir()
+    dat = UNIPEN_DAT.replace(b"words.inc", b"../../outside.inc")
+    records, report = import_unipen(unipen_tree(root, dat, UNIPEN_INC))
+    assert records == [] and report.missing_includes == {"../../outside.inc"}
+    dat = UNIPEN_DAT.replace(b"words.inc", b"\x00words.inc")
+    records, report = import_unipen(unipen_tree(root, dat, UNIPEN_INC))
+    assert records == [] and report.missing_includes
