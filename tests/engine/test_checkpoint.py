@@ -103,3 +103,12 @@ def test_import_engine_loads_no_qt():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, f"engine imported Qt modules: {r.stdout} {r.stderr}"
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_model(tmp_path / "m.safetensors", HandwritingModel(preset("tiny")), Alphabet())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
