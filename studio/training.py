@@ -106,12 +106,9 @@ def load_dataset(source: str, path=None, styles=None, limit: int | None = None) 
         files = sorted(path.glob("*.inkml")) if path.is_dir() else [path]
         inks = [import_inkml(f) for f in files]
     elif source == "iam":
-        try:
-            from engine.data import iam
-        except ModuleNotFoundError:
-            raise DatasetError("IAM-OnDB import is not available in this build") from None
-        reader = iam.iter_iam
-        inks = [r.ink for _, r in zip(range(limit or 10**9), reader(path))]
+        from engine.data.iam import read_iam
+
+        inks = [r.ink for r in read_iam(path)][: limit or None]
     else:
         raise DatasetError(f"unknown data source {source!r}; choose one of {', '.join(SOURCES)}")
     return dataset_from_inks(inks, str(path))

@@ -116,3 +116,16 @@ def test_bad_data_is_a_message(qtbot, window, tmp_path):
     assert "does not exist" in blocker.args[0]
     qtbot.waitUntil(lambda: not tab.is_training())
     assert "Training failed" in tab.banner.text() and tab.start_button.isEnabled()
+
+
+def test_iam_folder_is_a_training_source(tmp_path):
+    from pathlib import Path
+
+    from engine import EngineError
+    from studio.training import load_dataset
+
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "iam"
+    data = load_dataset("iam", fixture)
+    assert len(data.texts) >= 2 and all(t for t in data.texts)
+    with pytest.raises(EngineError, match="not an IAM-OnDB copy"):
+        load_dataset("iam", tmp_path)
