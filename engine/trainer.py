@@ -584,6 +584,11 @@ class Trainer:
         for _, old in self.checkpoints()[: -self.config.keep_last or None]:
             old.with_suffix(".state.safetensors").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
+        # temporary files of a writer that was killed mid-write (atomic_write_bytes names them
+        # .NAME.XXXX.tmp); only rank 0 writes here and its own writes are complete by now
+        for folder in (self.ckpt_dir, self.run_dir):
+            for stale in folder.glob(".*.safetensors.*.tmp"):
+                stale.unlink(missing_ok=True)
         log.info("checkpoint written: %s", path)
         return path
 

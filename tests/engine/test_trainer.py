@@ -98,7 +98,11 @@ def test_resume_on_other_validation_data_resets_the_best(tmp_path):
 def test_checkpoints_keep_last_n_and_the_best_model_loads(tmp_path):
     cfg = TrainConfig(steps=6, optimizer="adam", val_every=2, ckpt_every=1, keep_last=2)
     trainer = Trainer(tiny_task(), cfg, run_dir=tmp_path)
+    (tmp_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    stale = tmp_path / "checkpoints" / ".step-00000003.safetensors.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint from a killed run")
     list(trainer.run())
+    assert not stale.exists()  # leftovers of a killed write are cleaned at the next checkpoint
     assert [s for s, _ in trainer.checkpoints()] == [5, 6]
     assert len(list((tmp_path / "checkpoints").iterdir())) == 4
     loaded = load_model(tmp_path / "model.safetensors")
