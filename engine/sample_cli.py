@@ -69,10 +69,9 @@ def load_primer(ink_path: Path, text: str | None):
     if not ink_path.is_file():
         raise CommandError(f"no priming ink at {ink_path}")
     if ink_path.suffix.lower() == ".inkml":
-        from engine.data.inkml import load_inkml
+        from engine.data.inkml import read_inkml
 
-        inks = load_inkml(ink_path)
-        ink = inks[0] if isinstance(inks, list) else inks
+        ink = read_inkml(ink_path)
     else:
         ink = load_ink(ink_path)
     label = text if text is not None else ink.text
@@ -151,8 +150,8 @@ def write_output(path: Path, text: str, strokes, animate: bool = False) -> None:
             render.render_gif(strokes, path, stroke_width=2.5)
         elif suffix == ".inkml":
             from engine.data.ink import Ink
-            from engine.data.inkml import save_inkml
+            from engine.data.inkml import write_inkml
 
-            save_inkml(Ink(text, strokes), path)
+            write_inkml(Ink(text, strokes), path)
     except OSError as exc:
         raise CommandError(f"could not write {path}: {exc.strerror or exc}") from None

@@ -41,6 +41,7 @@ def export_png(
     scale: float = 4.0,
     transparent: bool = False,
     stroke_width: float = 2.0,
+    pressure=None,
 ) -> Path:
     from engine.render import render_png
 
@@ -52,6 +53,7 @@ def export_png(
         scale=scale,
         background=None if transparent else "white",
         stroke_width=stroke_width,
+        pressure=pressure,
     )
     return path
 
@@ -83,36 +85,17 @@ def export_animation(strokes, path, *, stroke_width: float = 1.5) -> Path:
     return path
 
 
-def export_inkml(strokes, text: str, path) -> Path:
+def export_inkml(strokes, text: str, path, *, ink=None) -> Path:
+    """InkML of the strokes; with `ink` (an engine Ink) its time and pressure channels too."""
     from engine.data.ink import Ink
+    from engine.data.inkml import write_inkml
 
-    try:
-        from engine.data import inkml
-    except ModuleNotFoundError:
-        raise ExportError(
-            "InkML export is not available in this build (engine.data.inkml is missing)"
-        ) from None
     path = Path(path)
-    ink = Ink(text=text, strokes=_check(strokes))
-    writer = _find(inkml, ("save_inkml", "write_inkml", "save"))
-    writer(ink, path)
+    write_inkml(ink if ink is not None else Ink(text=text, strokes=_check(strokes)), path)
     return path
 
 
 def import_inkml(path):
-    try:
-        from engine.data import inkml
-    except ModuleNotFoundError:
-        raise ExportError(
-            "InkML import is not available in this build (engine.data.inkml is missing)"
-        ) from None
-    ink = _find(inkml, ("load_inkml", "read_inkml", "load"))(path)
-    return ink[0] if isinstance(ink, list | tuple) else ink
+    from engine.data.inkml import read_inkml
 
-
-def _find(module, names):
-    for name in names:
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
-    raise ExportError(f"engine.data.inkml has none of {', '.join(names)}")
+    return read_inkml(path)

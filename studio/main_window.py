@@ -92,6 +92,12 @@ class MainWindow(QMainWindow):
         self._action(f, "Export SVG...", lambda: self.export("svg"))
         self._action(f, "Export InkML...", lambda: self.export("inkml"))
         self._action(f, "Export animation (SVG or GIF)...", lambda: self.export("animation"))
+        cap = f.addMenu("Export captured ink")
+        self._action(cap, "SVG (pressure width)...", lambda: self.export("svg", source="capture"))
+        self._action(cap, "PNG (pressure width)...", lambda: self.export("png", source="capture"))
+        self._action(
+            cap, "InkML (with pressure)...", lambda: self.export("inkml", source="capture")
+        )
         f.addSeparator()
         self._action(f, "Quit", self.close, "Ctrl+Q")
         m = bar.addMenu("&Model")
@@ -155,12 +161,30 @@ class MainWindow(QMainWindow):
             return [], ""
         return snap.strokes(), "\n".join(t for t in snap.lines if t)
 
-    def export(self, kind: str, path: str | None = None, **options) -> str | None:
+    def captured_ink(self):
+        """The ink on the Capture tab (with pressure, tilt and time) labelled with its text."""
+        return self.capture_tab.canvas.ink(self.capture_tab.written_text.text().strip())
+
+    def export(
+        self, kind: str, path: str | None = None, source: str = "page", **options
+    ) -> str | None:
+        """Export the Write tab's page, or with source="capture" the captured ink, whose
+        pressure sets the line width in PNG and SVG and travels as a channel in InkML."""
         from studio import export as ex
 
-        strokes, text = self.current_ink()
+        ink = None
+        if source == "capture":
+            ink = self.captured_ink()
+            strokes, text = ink.strokes, ink.text
+            if kind in ("png", "svg") and ink.pressure is not None:
+                options.setdefault("pressure", ink.pressure)
+            if kind == "png":
+                options.setdefault("scale", 1.0)  # captured ink is already in screen pixels
+        else:
+            strokes, text = self.current_ink()
         if not strokes:
-            QMessageBox.information(self, "Nothing to export", "Write something first.")
+            what = "Write something on the Capture tab" if ink is not None else "Write something"
+            QMessageBox.information(self, "Nothing to export", f"{what} first.")
             return None
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
@@ -199,7 +223,7 @@ class MainWindow(QMainWindow):
             elif kind == "svg":
                 out = ex.export_svg(strokes, path, **options)
             elif kind == "inkml":
-                out = ex.export_inkml(strokes, text, path)
+                out = ex.export_inkml(strokes, text, path, ink=ink)
             else:
                 out = ex.export_animation(strokes, path, **options)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message

@@ -124,3 +124,47 @@ def test_wrap_text_bounds_and_blank_lines():
         wrap_text("x" * 10_001)
     with pytest.raises(SamplingError, match="no text"):
         wrap_text(" \n  \n")
+
+
+def test_inkml_output_reimports_and_primes(model_file, tmp_path):
+    from engine.data.inkml import read_inkml
+
+    out = tmp_path / "a.inkml"
+    assert (
+        main(
+            [
+                "sample",
+                "--text",
+                "ink",
+                "--model",
+                str(model_file),
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    ink = read_inkml(out)
+    assert ink.text == "ink" and len(ink.strokes) >= 1
+    primed = tmp_path / "primed.json"
+    assert (
+        main(
+            [
+                "sample",
+                "--text",
+                "more",
+                "--model",
+                str(model_file),
+                "--seed",
+                "2",
+                "--prime-ink",
+                str(out),
+                "--out",
+                str(primed),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(primed.read_text())["strokes"]

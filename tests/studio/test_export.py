@@ -63,3 +63,36 @@ def test_export_errors_are_messages(written, tmp_path, messages):
     assert written.export("svg", "/proc/forbidden.svg") is None
     assert messages and messages[-1][1] == "Export failed"
     assert "Traceback" not in messages[-1][2]
+
+
+def test_captured_ink_exports_with_pressure(window, tmp_path):
+    from engine.data.ink import Ink
+    from engine.data.inkml import read_inkml
+
+    t = np.linspace(0, 1, 30)
+    ink = Ink(
+        "hi",
+        [np.c_[t * 100, 20 * np.sin(t * 6) + 50], np.c_[t * 50 + 120, t * 40 + 30]],
+        pressure=[0.2 + 0 * t, 0.9 + 0 * t],
+    )
+    window.capture_tab.canvas.load_ink(ink)
+    window.capture_tab.written_text.setText("hi")
+    svg = window.export("svg", str(tmp_path / "cap.svg"), source="capture")
+    paths = ET.parse(svg).getroot().findall(".//{http://www.w3.org/2000/svg}path")
+    assert len(paths) == 2
+    light, heavy = (float(p.get("stroke-width")) for p in paths)
+    assert heavy > 3 * light  # the harder-pressed stroke is drawn wider
+    png = window.export("png", str(tmp_path / "cap.png"), source="capture", height=120)
+    assert (np.asarray(Image.open(png).convert("L")) < 128).sum() > 20
+    back = read_inkml(window.export("inkml", str(tmp_path / "cap.inkml"), source="capture"))
+    assert back.text == "hi" and back.pressure is not None
+    assert np.allclose(back.pressure[1], 0.9, atol=1e-3)
+
+
+def test_captured_ink_menu_actions_export_the_capture(window, monkeypatch):
+    calls = []
+    monkeypatch.setattr(window, "export", lambda kind, **kw: calls.append((kind, kw)))
+    for act in window.findChildren(type(window.menuBar().actions()[0])):
+        if act.text().startswith(("SVG (pressure", "PNG (pressure", "InkML (with")):
+            act.trigger()
+    assert sorted(calls) == [(k, {"source": "capture"}) for k in ("inkml", "png", "svg")]
