@@ -62,6 +62,22 @@ def _path_d(s: np.ndarray) -> str:
     return head + "".join(f" L{_fmt(x)} {_fmt(y)}" for x, y in s[1:])
 
 
+def _svg_open(b: Bounds, background: str | None) -> list[str]:
+    """The SVG prologue for a drawing of bounds b, with an optional background rectangle."""
+    view = f"{_fmt(b.x0)} {_fmt(b.y0)} {_fmt(b.width)} {_fmt(b.height)}"
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_fmt(b.width)}" '
+        f'height="{_fmt(b.height)}" viewBox="{view}">',
+    ]
+    if background:
+        parts.append(
+            f'<rect x="{_fmt(b.x0)}" y="{_fmt(b.y0)}" width="{_fmt(b.width)}" '
+            f'height="{_fmt(b.height)}" fill="{escape(background)}"/>'
+        )
+    return parts
+
+
 def render_svg(
     strokes,
     *,
@@ -74,18 +90,7 @@ def render_svg(
     """SVG text with one <path> per stroke. With `pressure` (one array per stroke, 0..1),
     each stroke is split into segments whose width follows the pressure."""
     strokes = _clean(strokes)
-    b = bounds(strokes, margin)
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_fmt(b.width)}" '
-        f'height="{_fmt(b.height)}" viewBox="{_fmt(b.x0)} {_fmt(b.y0)} {_fmt(b.width)} '
-        f'{_fmt(b.height)}">',
-    ]
-    if background:
-        parts.append(
-            f'<rect x="{_fmt(b.x0)}" y="{_fmt(b.y0)}" width="{_fmt(b.width)}" '
-            f'height="{_fmt(b.height)}" fill="{escape(background)}"/>'
-        )
+    parts = _svg_open(bounds(strokes, margin), background)
     style = f'fill="none" stroke="{escape(color)}" stroke-linecap="round" stroke-linejoin="round"'
     parts.append(f"<g {style}>")
     for i, s in enumerate(strokes):
@@ -191,18 +196,7 @@ def render_animated_svg(
         duration = duration or max(1.0, total / 300.0)
         spans = [duration * L / total for L in lengths]
         starts = list(np.cumsum([0.0] + spans[:-1]))
-    b = bounds(strokes, margin)
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_fmt(b.width)}" '
-        f'height="{_fmt(b.height)}" viewBox="{_fmt(b.x0)} {_fmt(b.y0)} {_fmt(b.width)} '
-        f'{_fmt(b.height)}">',
-    ]
-    if background:
-        parts.append(
-            f'<rect x="{_fmt(b.x0)}" y="{_fmt(b.y0)}" width="{_fmt(b.width)}" '
-            f'height="{_fmt(b.height)}" fill="{escape(background)}"/>'
-        )
+    parts = _svg_open(bounds(strokes, margin), background)
     for s, L, t0, dt in zip(strokes, lengths, starts, spans):
         parts.append(
             f'<path d="{_path_d(s)}" fill="none" stroke="{escape(color)}" '

@@ -11,6 +11,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from studio.canvas import configure_heatmap
+
 REFRESH_MS = 100
 
 
@@ -21,15 +23,9 @@ class AttentionView(QWidget):
         self.plot_widget = pg.PlotWidget(background="w")
         self.plot = self.plot_widget.getPlotItem()
         self.plot.invertY(True)
-        self.plot.setLabel("bottom", "timestep t (pen points)")
-        self.plot.setLabel("left", "character u")
-        self.plot.setMenuEnabled(False)
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setColorMap(pg.colormap.get("viridis"))
-        self.plot.addItem(self.image)
-        self.cursor_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(220, 60, 40, width=2))
-        self.cursor_line.setVisible(False)
-        self.plot.addItem(self.cursor_line)
+        self.image, self.cursor_line = configure_heatmap(
+            self.plot, "timestep t (pen points)", "character u"
+        )
         self.hover = QLabel("Hover over the heatmap to read phi(t, u).")
         self.title = QLabel("Attention: window weights phi(t, u) (Fig. 13)")
         layout = QVBoxLayout(self)

@@ -36,6 +36,21 @@ def configure_page(plot: pg.PlotItem) -> None:
     plot.setMenuEnabled(False)
 
 
+def configure_heatmap(plot: pg.PlotItem, x_label: str, y_label: str):
+    """A time-by-row heatmap (Figs. 10 and 13): viridis image plus the hidden timeline cursor.
+    Returns (image item, cursor line)."""
+    plot.setLabel("bottom", x_label)
+    plot.setLabel("left", y_label)
+    plot.setMenuEnabled(False)
+    image = pg.ImageItem(axisOrder="row-major")
+    image.setColorMap(pg.colormap.get("viridis"))
+    plot.addItem(image)
+    cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen(220, 60, 40, width=2))
+    cursor.setVisible(False)
+    plot.addItem(cursor)
+    return image, cursor
+
+
 class InkCanvas(pg.PlotWidget):
     """Pulls the session's latest snapshot on a timer and redraws what changed."""
 

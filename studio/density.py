@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from studio.canvas import configure_page, ink_path
+from studio.canvas import configure_heatmap, configure_page, ink_path
 
 REFRESH_MS = 150
 
@@ -29,15 +29,9 @@ class DensityView(QWidget):
         self.top.addItem(self.ink)
         self.weights_plot = self.layout_widget.addPlot(row=1, col=0)
         self.weights_plot.setTitle("Mixture weights pi_j(t)", color="k")
-        self.weights_plot.setLabel("bottom", "timestep t")
-        self.weights_plot.setLabel("left", "component j")
-        self.weights_plot.setMenuEnabled(False)
-        self.weights = pg.ImageItem(axisOrder="row-major")
-        self.weights.setColorMap(pg.colormap.get("viridis"))
-        self.weights_plot.addItem(self.weights)
-        self.cursor_line = pg.InfiniteLine(angle=90, pen=pg.mkPen(220, 60, 40, width=2))
-        self.cursor_line.setVisible(False)
-        self.weights_plot.addItem(self.cursor_line)
+        self.weights, self.cursor_line = configure_heatmap(
+            self.weights_plot, "timestep t", "component j"
+        )
         self.cursor_dot = pg.ScatterPlotItem(
             size=12, brush=pg.mkBrush(0, 0, 0, 0), pen=pg.mkPen(120, 255, 120, width=2)
         )
