@@ -74,22 +74,13 @@ def main(argv=None) -> int:
     shot("studio-capture.png")
 
     w.tabs.setCurrentWidget(w.train_tab)
-    from studio.training import dataset_from_inks
-
-    inks = [w.styles.load(s) for s in examples]
-    if not inks:
-        from tests.studio.conftest import handwritten_ink  # noqa: PLC0415 - dev tool only
-
-        inks = [handwritten_ink(t, i) for i, t in enumerate(["hi", "ho", "ha", "he"])]
-    data = dataset_from_inks(inks, "example styles")
+    # train for real on what the form shows (the bundled corpus), so the picture is honest
+    w.train_tab.steps.setValue(400)
+    w.train_tab.batch.setValue(8)
     w.train_tab.start(
-        dataset=data,
-        preset="small",
-        steps=400,
-        batch_size=4,
         max_len=300,
         preview_every=20,
-        val_every=10,
+        val_every=20,
         ckpt_every=50,
         run_dir=tempfile.mkdtemp(prefix="hs-shots-run-"),
         preview_text="hello",
