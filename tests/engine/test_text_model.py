@@ -14,13 +14,7 @@ from engine.text_data import TextDataError, Vocab
 from engine.text_eval import DynamicConfig, EvalResult, TextEvalError, evaluate, sample_stream
 from engine.text_model import TextConfig, TextModel
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(vocab: Vocab, hidden=16, layers=2, seed=0) -> TextModel:

@@ -14,13 +14,7 @@ from engine.text_model import TextConfig, TextModel
 from engine.text_train import TextTask
 from engine.trainer import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 VOCAB = Vocab("char", "ab123456", "map")

@@ -1,0 +1,13 @@
+"""Shared fixtures for the engine tests."""
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tiny ops only add contention on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
