@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from studio.canvas import configure_heatmap
+from studio.canvas import configure_heatmap, start_refresh_timer
 
 REFRESH_MS = 100
 
@@ -38,10 +37,7 @@ class AttentionView(QWidget):
         self.line_offset = 0
         self._drawn = (-1, -1)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse)
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
-        self.timer.start()
+        self.timer = start_refresh_timer(self, REFRESH_MS)
         session.started.connect(self._clear)
         session.finished.connect(lambda _s: self.refresh())
         session.cursor_changed.connect(self._on_cursor)

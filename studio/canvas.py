@@ -36,6 +36,15 @@ def configure_page(plot: pg.PlotItem) -> None:
     plot.setMenuEnabled(False)
 
 
+def start_refresh_timer(view, interval_ms: int) -> QTimer:
+    """The pull loop of the live views: call view.refresh() every interval (house style 11)."""
+    timer = QTimer(view)
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(view.refresh)
+    timer.start()
+    return timer
+
+
 def configure_heatmap(plot: pg.PlotItem, x_label: str, y_label: str):
     """A time-by-row heatmap (Figs. 10 and 13): viridis image plus the hidden timeline cursor.
     Returns (image item, cursor line)."""
@@ -69,10 +78,7 @@ class InkCanvas(pg.PlotWidget):
             self.addItem(item)
         self._drawn = -1
         self._n = 0
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
-        self.timer.start()
+        self.timer = start_refresh_timer(self, REFRESH_MS)
         session.started.connect(self.clear_page)
         session.finished.connect(lambda _s: self.refresh(final=True))
         session.cursor_changed.connect(self._show_cursor)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from studio.canvas import configure_heatmap, configure_page, ink_path
+from studio.canvas import configure_heatmap, configure_page, ink_path, start_refresh_timer
 
 REFRESH_MS = 150
 
@@ -43,10 +42,7 @@ class DensityView(QWidget):
         layout.addWidget(self.layout_widget, 1)
         self.pi = np.zeros((0, 0), np.float32)
         self._drawn = -1
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
-        self.timer.start()
+        self.timer = start_refresh_timer(self, REFRESH_MS)
         session.started.connect(self._clear)
         session.finished.connect(lambda _s: self.refresh())
         session.cursor_changed.connect(self._on_cursor)

@@ -203,15 +203,6 @@ def test_bad_cell_name_is_refused():
         preset("tiny", cell="gru")
 
 
-@pytest.fixture
-def one_thread():
-    """nn.LSTM's oneDNN kernels on a shared 2-core machine can stall ~100x with 2 threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
 def test_lstm_variant_trains(one_thread):
     """A few steps of the fast variant lower the loss on one fixed batch."""

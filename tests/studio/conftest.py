@@ -81,3 +81,12 @@ def window(qtbot, tmp_path, messages):
     w.write_tab.shutdown()
     w.capture_tab.shutdown()
     w.models.wait()
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    """Six short handwritten lines as a training dataset (one per test module)."""
+    from studio.training import dataset_from_inks
+
+    texts = ["hi", "ho", "ha", "he", "hu", "hy"]
+    return dataset_from_inks([handwritten_ink(t, seed=i) for i, t in enumerate(texts)], "test")

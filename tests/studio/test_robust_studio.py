@@ -125,14 +125,6 @@ def test_capture_tab_reports_a_full_disk_and_stays_usable(window, tiny_synthesis
 # -- training worker faults -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dataset():
-    from studio.training import dataset_from_inks
-
-    texts = ["hi", "ho", "ha", "he", "hu", "hy"]
-    return dataset_from_inks([handwritten_ink(t, seed=i) for i, t in enumerate(texts)], "test")
-
-
 def start_training(tab, run_dir, dataset, steps, **kw):
     args = dict(
         dataset=dataset,

@@ -4,16 +4,6 @@ import time
 
 import pytest
 
-from tests.studio.conftest import handwritten_ink
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    from studio.training import dataset_from_inks
-
-    texts = ["hi", "ho", "ha", "he", "hu", "hy"]
-    return dataset_from_inks([handwritten_ink(t, seed=i) for i, t in enumerate(texts)], "test")
-
 
 def _start(tab, tmp_path, dataset, steps, **kw):
     args = dict(
