@@ -138,7 +138,8 @@ class _State:
     ppi: tuple = (0.0, 0.0)
     writer: str = ""
     style: str = ""
-    components: list = field(default_factory=list)  # (points (n,k) | None, pen_down, writer, style)
+    # (points (n, 2) as X, Y | why they are unusable, pen_down, writer, style)
+    components: list = field(default_factory=list)
     segments: list = field(default_factory=list)  # (level, refs, quality, label)
     missing: list = field(default_factory=list)
 
@@ -160,6 +161,13 @@ def _parse_points(body: str, ncols: int) -> np.ndarray | None:
         return None
 
 
+def _xy_columns(pts: np.ndarray, channels: tuple) -> np.ndarray | str:
+    """The X and Y columns of a pen block, in that order, or why there are none."""
+    if "X" not in channels or "Y" not in channels:
+        return ".COORD names no X and Y channels"
+    return pts[:, [channels.index("X"), channels.index("Y")]]
+
+
 def _parse_text(text: str, source: UnipenSource, state: _State, depth: int) -> None:
     for block in _BLOCK_START.split(text):
         if not block.startswith("."):
@@ -169,8 +177,9 @@ def _parse_text(text: str, source: UnipenSource, state: _State, depth: int) -> N
         arg = arg.strip()
         if keyword in (".PEN_DOWN", ".PEN_UP"):
             body = arg + "\n" + body
-            pts = _parse_points(body, len(state.channels)) if body.strip() else None
-            if keyword == ".PEN_DOWN" or (pts is not None and len(pts)):
+            raw = _parse_points(body, len(state.channels)) if body.strip() else None
+            if keyword == ".PEN_DOWN" or (raw is not None and len(raw)):
+                pts = "unreadable pen-down block" if raw is None else _xy_columns(raw, state.channels)
                 state.components.append((pts, keyword == ".PEN_DOWN", state.writer, state.style))
         elif keyword == ".INCLUDE":
             _include(arg.split()[0] if arg else "", source, state, depth + 1)
@@ -240,8 +249,8 @@ def _segment_ink(state: _State, idx: list[int], label: str) -> tuple[Ink | None,
         pts, down, _, _ = comps[i]
         if not down:
             continue
-        if pts is None:
-            return None, "unreadable pen-down block"
+        if isinstance(pts, str):
+            return None, pts
         if not len(pts):
             continue
         # UNIPEN y grows up: flip to screen coordinates (y down)

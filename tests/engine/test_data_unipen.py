@@ -138,6 +138,23 @@ def test_garbage_points_are_skipped(tmp_path):
     assert report.skipped["malformed .SEGMENT line"] == 1
 
 
+def test_coord_channels_are_found_by_name(tmp_path):
+    """X and Y are taken by name from .COORD, in any order, with extra channels ignored."""
+    _write(tmp_path, "include/xx/c.dat", ".COORD T Y X P\n.PEN_DOWN\n0 2 1 9\n1 4 3 9\n.PEN_UP\n")
+    _write(tmp_path, "data/8/xx/c.dat", '.INCLUDE xx/c.dat\n.SEGMENT TEXT 0 ? "a"\n')
+    recs = list(iter_unipen(tmp_path, report=ImportReport()))
+    assert np.array_equal(recs[0].ink.strokes[0], [[1, -2], [3, -4]])
+
+
+def test_coord_without_x_and_y_is_counted_not_raised(tmp_path):
+    # found by the fuzz test: a flipped byte turned ".COORD X Y" into one channel named "X\0Y"
+    _write(tmp_path, "include/xx/c.dat", ".COORD X\0Y\n.PEN_DOWN\n10 100\n12 104\n.PEN_UP\n")
+    _write(tmp_path, "data/8/xx/c.dat", '.INCLUDE xx/c.dat\n.SEGMENT TEXT 0 ? "hi"\n')
+    report = ImportReport()
+    assert list(iter_unipen(tmp_path, report=report)) == []
+    assert report.skipped == {".COORD names no X and Y channels": 1}
+
+
 def test_bad_sources_raise_clear_errors(tmp_path, archive):
     with pytest.raises(EngineError, match="not found"):
         UnipenSource(tmp_path / "nope")
