@@ -68,7 +68,7 @@ def add_commands(sub) -> None:
     p.add_argument("--weight-noise", type=float, help="fixed weight-noise std (default 0)")
     p.add_argument("--max-len", type=int, help="crop training sequences to T points")
     p.add_argument("--val-every", type=int, help="steps between validations (200)")
-    p.add_argument("--val-max-sequences", type=int, help="validate on the first N lines only")
+    p.add_argument("--val-max-sequences", type=int, help="validate on N spread-out lines")
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (500)")
     p.add_argument("--keep-last", type=int, help="checkpoints to keep besides the best (3)")
     p.add_argument("--early-stop-patience", type=int, help="validations without improvement")

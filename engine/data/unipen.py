@@ -179,7 +179,8 @@ def _parse_text(text: str, source: UnipenSource, state: _State, depth: int) -> N
             body = arg + "\n" + body
             raw = _parse_points(body, len(state.channels)) if body.strip() else None
             if keyword == ".PEN_DOWN" or (raw is not None and len(raw)):
-                pts = "unreadable pen-down block" if raw is None else _xy_columns(raw, state.channels)
+                pts = _xy_columns(raw, state.channels) if raw is not None else None
+                pts = "unreadable pen-down block" if pts is None else pts
                 state.components.append((pts, keyword == ".PEN_DOWN", state.writer, state.style))
         elif keyword == ".INCLUDE":
             _include(arg.split()[0] if arg else "", source, state, depth + 1)

@@ -42,6 +42,17 @@ def test_batches_are_shifted_targets_with_masks():
         assert torch.all(batch.target[i, n:] == 0)
 
 
+def test_a_validation_subset_is_spread_over_the_whole_split():
+    """The corpus is ordered by writer, so the first N lines would be a few writers only."""
+    full = tiny_task(lines=40)  # 10 validation lines
+    sub = tiny_task(lines=40, val_max_sequences=3)
+    picked = [
+        next(i for i, s in enumerate(full.valid_seqs) if s is v or np.array_equal(s, v))
+        for v in sub.valid_seqs
+    ]
+    assert picked == [0, 4, 9]  # first, middle and last, not 0, 1, 2
+
+
 def test_batcher_covers_every_sequence_once_per_epoch_and_shards_disjointly():
     task = tiny_task(lines=40, batch_size=3)
     b = task.batcher
