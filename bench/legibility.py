@@ -207,7 +207,9 @@ def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
 
     corpus = load_corpus(corpus_path)
     rec = rec or Recogniser()
-    idx = np.flatnonzero(np.asarray(corpus.split) == 1)[:n]
+    valid = np.flatnonzero(np.asarray(corpus.split) == 1)
+    # spread over the split: it is ordered by writer, so its first n lines are a few writers
+    idx = valid[np.unique(np.linspace(0, len(valid) - 1, min(n, len(valid))).round().astype(int))]
     refs = [corpus.texts[i] for i in idx]
     hyps = []
     for k, i in enumerate(idx):
