@@ -14,6 +14,12 @@ equations, same weights) with as few operations as possible per step:
 - everything else is in place on preallocated buffers, and the mixture parameters are split in
   numpy (`params_numpy`), which costs a fraction of the torch ops for a handful of numbers.
 
+Weights (`weight_dtype`, or the names in `WEIGHTS`): fp32; bf16 (half the weight bytes); int8
+(a quarter): the large matrices quantised per output channel, symmetric, multiplied by
+`torch._weight_int8pack_mm` with bf16 activations (a native int8 kernel on AVX-512 VNNI CPUs).
+Results, biases, peepholes and all state stay fp32. Where that kernel is missing or fails the
+stepper falls back (bf16 on a GPU, fp32 elsewhere) and says why in `fallback`.
+
 The same buffers make the step capturable as a CUDA graph; on a GPU `FastStepper` captures it
 once per `reset` (code path written for CUDA, exercised only where a GPU is present).
 
@@ -34,10 +40,69 @@ from engine import EngineError
 from engine.lstm import clip_derivative
 
 CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
+WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+INT8_MIN_WEIGHTS = 512 * 1024  # smaller ones stay fp32: cache-resident, fp32 is faster (measured)
+# torch 2.13's CPU _weight_int8pack_mm reads out of bounds (segfault, not an exception) when the
+# inner dimension K is not a multiple of 16 (seen for K = 95..120 at batch >= 2); such matrices
+# stay fp32. Every hidden size in engine.models.PRESETS is a multiple of 16.
+INT8_K_MULTIPLE = 16
 
 
 class FastPathError(EngineError, ValueError):
     """A model or input that the fast path cannot handle."""
+
+
+def weight_dtype_(weights, what: str = "weights") -> torch.dtype:
+    """ "fp32" | "bf16" | "int8" (or the torch dtype itself) -> the torch dtype."""
+    if isinstance(weights, torch.dtype) and weights in WEIGHTS.values():
+        return weights
+    if isinstance(weights, str) and weights in WEIGHTS:
+        return WEIGHTS[weights]
+    names = ", ".join(repr(k) for k in WEIGHTS)
+    raise FastPathError(f"{what} must be one of {names} (or the torch dtype), not {weights!r}")
+
+
+def weights_name(dtype: torch.dtype) -> str:
+    return next(k for k, v in WEIGHTS.items() if v == dtype)
+
+
+# -- int8 weight-only matrices --------------------------------------------------------------------
+def _int8_kernel():
+    return getattr(torch, "_weight_int8pack_mm", None)
+
+
+class Int8Weight:
+    """W (K, N) as int8 q (N, K) with one bf16 scale per output column: W ~= q.t() * scale.
+    Symmetric per-output-channel quantisation: scale_j = max_k |W_kj| / 127."""
+
+    dtype = torch.int8
+
+    def __init__(self, W: Tensor):
+        W = W.detach().float()
+        self.shape = tuple(W.shape)
+        scale = (W.abs().amax(0).clamp_min(1e-12) / 127.0).to(torch.bfloat16)
+        q = torch.round(W / scale.float()).clamp_(-127, 127)
+        self.q = q.to(torch.int8).t().contiguous()
+        self.scale = scale
+
+    def dequantised(self) -> Tensor:
+        return (self.q.float() * self.scale.float()[:, None]).t()
+
+    def matmul(self, inp_bf16: Tensor) -> Tensor:
+        """(B, K) bf16 -> (B, N) bf16."""
+        return _int8_kernel()(inp_bf16, self.q, self.scale)
+
+
+def _check_int8(W: Int8Weight) -> None:
+    """Raise unless the int8 kernel runs here and agrees with the dequantised matrix."""
+    if _int8_kernel() is None:
+        raise RuntimeError("this torch has no torch._weight_int8pack_mm")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, W.shape[0], generator=g).to(W.q.device, torch.bfloat16)
+    got = W.matmul(x).float()
+    ref = x.float() @ W.dequantised()
+    if got.shape != ref.shape or (got - ref).abs().max() > 0.02 * ref.abs().max() + 1e-6:
+        raise RuntimeError("torch._weight_int8pack_mm gave wrong results")
 
 
 # -- sampling -------------------------------------------------------------------------------------
@@ -85,33 +150,32 @@ class FastStepper:
 
     Usage: `s = FastStepper(model); s.reset(batch, onehot); y_hat, phi = s.step(x_t)` for each
     step. Computes the same y_hat (B, 1+6M) and phi (B, U+1) as `model.step` from the same
-    inputs. `weight_dtype=torch.bfloat16` stores the matmul weights in bf16 (half the weight
-    traffic; accumulation and all state stay fp32).
+    inputs. `weight_dtype` (a torch dtype or "fp32" | "bf16" | "int8") sets how the matmul
+    weights are stored; accumulation and all state stay fp32. `weights` names what is actually
+    used and `fallback` says why when that differs from what was asked (else None).
     """
 
-    def __init__(self, model, weight_dtype: torch.dtype = torch.float32, cuda_graph: bool = True):
-        if weight_dtype not in (torch.float32, torch.bfloat16):
-            raise FastPathError(f"weight_dtype must be float32 or bfloat16, not {weight_dtype}")
+    def __init__(self, model, weight_dtype=torch.float32, cuda_graph: bool = True):
+        asked = weight_dtype_(weight_dtype, "weight_dtype")
         cfg = model.config
         self.model = model
         self.synthesis = model.synthesis
         self.H, self.N, self.K = cfg.hidden_size, cfg.num_layers, cfg.window_components
         self.device = model.output.weight.device
-        self.wdtype = weight_dtype
         self.use_graph = cuda_graph and self.device.type == "cuda"
-        self.__dict__.update(_prepared(model, weight_dtype))
+        self.__dict__.update(_prepared(model, asked))
+        self.weights = weights_name(self.wdtype)
         self.batch = 0
 
     def _prepare(self, layers: list[dict]) -> None:
         f32 = torch.float32
-        wd = lambda t: t.detach().to(self.wdtype).contiguous()  # noqa: E731
         # x_t (3 inputs) into all layers at once: (3, N*4H), with every layer's bias
         self.Wx = torch.cat([ly["wx"] for ly in layers], 0).t().detach().contiguous()
         self.b = torch.cat([ly["b"] for ly in layers], 0).detach().to(f32).contiguous()
         self.Ww = torch.cat([ly["ww"] for ly in layers], 0).t() if self.synthesis else None
         # layer 1 reads [h^1_{t-1}]; layer n reads [h^{n-1}_t, h^n_{t-1}] (one slice of hbuf)
-        self.Wrec = [wd(layers[0]["wh"].t())] + [
-            wd(torch.cat([ly["wbelow"], ly["wh"]], 1).t()) for ly in layers[1:]
+        Wrec = [layers[0]["wh"].t()] + [
+            torch.cat([ly["wbelow"], ly["wh"]], 1).t() for ly in layers[1:]
         ]
         self.peep = [
             None
@@ -119,11 +183,39 @@ class FastStepper:
             else (torch.stack(ly["peep"][:2]).detach(), ly["peep"][2].detach())
             for ly in layers
         ]
-        self.Wy = wd(self.model.output.weight.t())  # (N*H, 1+6M), Eq. 3
+        Wy = self.model.output.weight.t()  # (N*H, 1+6M), Eq. 3
+        self.ny = Wy.shape[1]
         self.by = self.model.output.bias.detach()
         if self.synthesis:
             lin = self.model.window.linear
             self.Wp, self.bp = lin.weight.detach().t().contiguous(), lin.bias.detach()  # Eq. 48
+        self.fallback = None
+        try:
+            self._store_weights(Wrec, Wy, self.wdtype)
+        except Exception as exc:  # the int8 kernel is missing or fails on this device
+            self.fallback = f"int8 weights unavailable ({exc}); using {self._fallback_name()}"
+            self.wdtype = WEIGHTS[self._fallback_name()]
+            self._store_weights(Wrec, Wy, self.wdtype)
+
+    def _fallback_name(self) -> str:
+        return "bf16" if self.model.output.weight.device.type == "cuda" else "fp32"
+
+    def _store_weights(self, Wrec: list[Tensor], Wy: Tensor, dtype: torch.dtype) -> None:
+        """Wrec, Wy and the window matrix Wwd in the storage dtype (int8: the large ones)."""
+
+        def conv(W: Tensor):
+            W = W.detach()
+            if dtype != torch.int8:
+                return W.to(dtype).contiguous()
+            if W.numel() < INT8_MIN_WEIGHTS or W.shape[0] % INT8_K_MULTIPLE:
+                return W.float().contiguous()
+            q = Int8Weight(W)
+            _check_int8(q)
+            return q
+
+        self.Wrec = [conv(W) for W in Wrec]
+        self.Wy = conv(Wy)
+        self.Wwd = conv(self.Ww) if self.synthesis else None
 
     # -- per text -----------------------------------------------------------------------------
     def reset(self, batch: int, onehot: Tensor | None = None) -> None:
@@ -137,15 +229,23 @@ class FastStepper:
         self.G = z(B, N * 4 * H)  # input projections + window contributions, all layers
         self.gates = [z(B, 4 * H) for _ in range(N)]
         self.hbuf = z(B, N * H)  # [h^1 | ... | h^N]
+        # the matmuls read a bf16 copy of hbuf when the weights are not fp32 (one cast per
+        # layer instead of one per matmul, and no allocation)
+        low = any(W.dtype != f32 for W in self.Wrec + [self.Wy])
+        self.hmm = torch.zeros(B, N * H, device=dev, dtype=torch.bfloat16) if low else self.hbuf
         self.c = [z(B, H) for _ in range(N)]
         self.tc = z(B, H)
-        self.y = z(B, self.Wy.shape[1])
+        self.y = z(B, self.ny)
         self.phi = None
         self._views()
         if self.synthesis:
             self._reset_window(onehot, B)
         if self.use_graph:
             self._capture()
+        on_cpu = dev.type == "cpu"
+        self.x_np = self.x.numpy() if on_cpu else None  # zero-copy views for the sampler
+        self.y_np = self.y.numpy() if on_cpu else None
+        self.phi_np = self.phi.numpy() if on_cpu and self.phi is not None else None
 
     def _reset_window(self, onehot: Tensor | None, B: int) -> None:
         if onehot is None or onehot.dim() != 3 or onehot.shape[0] != B:
@@ -168,23 +268,26 @@ class FastStepper:
         self.kappa3 = self.kappa.unsqueeze(-1)  # (B, K, 1)
         shared = bool((onehot == onehot[:1]).all())
         text = onehot[0] if shared else onehot  # (U+1, V) when every row writes the same text
-        # w_t @ W_w == phi_t @ (onehot @ W_w): precompute when U+1 < V (fewer columns per step)
+        # w_t @ W_w == phi_t @ (onehot @ W_w): precompute when U+1 < V (fewer columns per step);
+        # P is per text, so it stays fp32 for int8 weights (quantising it would cost each reset)
         self.onehot, self.shared = text, shared
-        self.P = (text @ self.Ww).to(self.wdtype) if Up < self.Ww.shape[0] else None
-        self.Wwd = self.Ww.to(self.wdtype).contiguous()
+        pdtype = torch.bfloat16 if self.wdtype == torch.bfloat16 else f32
+        self.P = (text @ self.Ww).to(pdtype) if Up < self.Ww.shape[0] else None
         self.wbuf = torch.zeros(B, self.Ww.shape[0], device=dev)
 
     # -- the step -----------------------------------------------------------------------------
-    def _mm(self, inp: Tensor, W: Tensor, out: Tensor, base: Tensor | None = None) -> None:
-        """out = base + inp @ W, fp32 result whatever the weight dtype."""
+    @staticmethod
+    def _mm(inp: Tensor, W, out: Tensor, base: Tensor | None = None) -> None:
+        """out = base + inp @ W, fp32 result whatever the weight storage."""
         if W.dtype == torch.float32:
             if base is None:
                 torch.mm(inp, W, out=out)
             else:
                 torch.addmm(base, inp, W, out=out)
-        else:
-            r = torch.mm(inp.to(W.dtype), W)
-            torch.add(r, base, out=out) if base is not None else out.copy_(r)
+            return
+        inp = inp if inp.dtype == torch.bfloat16 else inp.to(torch.bfloat16)
+        r = W.matmul(inp) if W.dtype == torch.int8 else torch.mm(inp, W)
+        torch.add(r, base, out=out) if base is not None else out.copy_(r)
 
     def _views(self) -> None:
         """Slices of the buffers each layer reads and writes, made once per reset (slicing
@@ -193,10 +296,11 @@ class FastStepper:
         self.layer_views = []
         for n in range(self.N):
             g = self.gates[n]
-            inp = self.hbuf[:, :H] if n == 0 else self.hbuf[:, (n - 1) * H : (n + 1) * H]
+            hm = self.hbuf if self.Wrec[n].dtype == torch.float32 else self.hmm
             self.layer_views.append(
                 (
-                    inp,  # [h^{n-1}_t, h^n_{t-1}] (layer 1: h^1_{t-1})
+                    # [h^{n-1}_t, h^n_{t-1}] (layer 1: h^1_{t-1}), as the matmul reads it
+                    hm[:, :H] if n == 0 else hm[:, (n - 1) * H : (n + 1) * H],
                     self.G[:, n * H4 : (n + 1) * H4],  # projections of x_t (and w) + bias
                     g[:, : 2 * H].view(B, 2, H),  # a_i, a_f
                     g[:, : 2 * H],
@@ -206,15 +310,17 @@ class FastStepper:
                     g[:, 3 * H :],  # a_o, then o
                     self.c[n].unsqueeze(1),
                     self.hbuf[:, n * H : (n + 1) * H],  # h^n_t
+                    None if self.hmm is self.hbuf else self.hmm[:, n * H : (n + 1) * H],  # bf16
                 )
             )
         self.G1, self.Grest = self.G[:, :H4], self.G[:, H4:]
+        self.hy = self.hbuf if self.Wy.dtype == torch.float32 else self.hmm  # Eq. 3 reads it
 
     def _lstm(self, n: int) -> None:
         """Gates of layer n (Eqs. 7-11) in place; writes h^n_t into its slice of hbuf."""
-        inp, base, if3, if2, i, f, gc, o, c3, h_out = self.layer_views[n]
-        c, g = self.c[n], self.gates[n]
-        self._mm(inp, self.Wrec[n], g, base)
+        inp, base, if3, if2, i, f, gc, o, c3, h_out, h_low = self.layer_views[n]
+        c = self.c[n]
+        self._mm(inp, self.Wrec[n], self.gates[n], base)
         peep = self.peep[n]
         if peep is not None:
             if3.addcmul_(peep[0], c3)  # w_ci c_{t-1}, w_cf c_{t-1} (Eqs. 7-8)
@@ -226,6 +332,8 @@ class FastStepper:
         o.sigmoid_()
         torch.tanh(c, out=self.tc)
         torch.mul(o, self.tc, out=h_out)  # Eq. 11
+        if h_low is not None:
+            h_low.copy_(h_out)
 
     def _window(self) -> None:
         """Eqs. 46-51 from h^1_t, then phi's contribution to every layer's gates."""
@@ -256,7 +364,7 @@ class FastStepper:
             self.Grest.add_(self.gwrest)  # layers 2..N see w_t (Eq. 53)
         for n in range(1, self.N):
             self._lstm(n)
-        self._mm(self.hbuf, self.Wy, self.y, self.by)  # Eq. 3
+        self._mm(self.hy, self.Wy, self.y, self.by)  # Eq. 3
 
     def _capture(self) -> None:
         """Record _core as a CUDA graph (static buffers, so replay is one launch)."""
@@ -272,7 +380,8 @@ class FastStepper:
         self._zero_state()
 
     def _zero_state(self) -> None:
-        for t in [self.hbuf, *self.c] + ([self.kappa, self.gw] if self.synthesis else []):
+        state = [self.hbuf, self.hmm, *self.c]
+        for t in state + ([self.kappa, self.gw] if self.synthesis else []):
             t.zero_()
 
     @torch.no_grad()
@@ -286,11 +395,26 @@ class FastStepper:
         if x_t.shape != (self.batch, 3):
             raise FastPathError(f"x_t must have shape ({self.batch}, 3), not {tuple(x_t.shape)}")
         self.x.copy_(x_t)
+        self._run()
+        return self.y.clone(), None if self.phi is None else self.phi.clone()
+
+    def _run(self) -> None:
         if self.use_graph:
             self._graph.replay()
         else:
             self._core()
-        return self.y.clone(), None if self.phi is None else self.phi.clone()
+
+    def step_numpy(self, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The sampler's step on the CPU: x_t (B, 3) array -> views of the y_hat and phi
+        buffers (overwritten by the next step; copy what must outlive it). No checks, no
+        copies: the caller guarantees the shape. Falls back to `step` on a GPU."""
+        if self.x_np is None:
+            y, phi = self.step(x_t)
+            return y.cpu().numpy(), None if phi is None else phi.cpu().numpy()
+        self.x_np[...] = x_t
+        with torch.inference_mode():
+            self._core()
+        return self.y_np, self.phi_np
 
     def state(self):
         """The current recurrent state as an engine.models.State (copies)."""
@@ -306,19 +430,23 @@ class FastStepper:
         return State(h, c, self.kappa.clone(), w)
 
 
-def _prepared(model, weight_dtype: torch.dtype) -> dict:
+def _prepared(model, wdtype: torch.dtype) -> dict:
     """The fused weight matrices, cached on the model until any parameter changes (every
-    in-place update bumps a tensor's version), so starting a sample costs no weight copies."""
-    key = (weight_dtype, tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    in-place update bumps a tensor's version), so starting a sample costs no weight copies.
+    One entry per weight dtype; int8 entries also key on the kernel (tests swap it out)."""
+    params = tuple((p.data_ptr(), p._version) for p in model.parameters())
     cache = model.__dict__.setdefault("_fast_weights", {})
-    if key not in cache:
+    if cache.get("params") != params:
         cache.clear()
+        cache["params"] = params
+    key = (wdtype, _int8_kernel() if wdtype == torch.int8 else None)
+    if key not in cache:
         proto = FastStepper.__new__(FastStepper)
-        proto.model, proto.synthesis, proto.wdtype = model, model.synthesis, weight_dtype
+        proto.model, proto.synthesis, proto.wdtype = model, model.synthesis, wdtype
         proto.H = model.config.hidden_size
         with torch.no_grad():
             proto._prepare(_layer_weights(model))
-        del proto.model, proto.synthesis, proto.wdtype, proto.H
+        del proto.model, proto.synthesis, proto.H
         cache[key] = proto.__dict__
     return cache[key]
 
@@ -335,8 +463,9 @@ def supports(model) -> bool:
     )
 
 
-def make_stepper(model, weight_dtype: torch.dtype = torch.float32) -> FastStepper:
-    """The fast sampling step for a HandwritingModel (synthesis or prediction, any cell)."""
+def make_stepper(model, weight_dtype=torch.float32) -> FastStepper:
+    """The fast sampling step for a HandwritingModel (synthesis or prediction, any cell);
+    weight_dtype: a torch dtype or "fp32" | "bf16" | "int8"."""
     return FastStepper(model, weight_dtype=weight_dtype)
 
 
