@@ -12,8 +12,12 @@ batch axis: several variations of the same text are drawn at once with `batch`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate
 
 import numpy as np
 
@@ -23,6 +27,7 @@ from engine.strokes import NormStats, offsets_to_strokes
 MAX_LINE_CHARS = 300  # one line of handwriting; longer text must be split into lines
 DEFAULT_STEPS_PER_CHAR = 40  # our corpus averages ~25 points per character
 MAX_UNCONDITIONAL_STEPS = 5000
+WEIGHTS = ("fp32", "bf16", "int8")  # engine.fast.WEIGHTS, named here to keep torch out
 
 
 class SamplingError(EngineError, ValueError):
@@ -51,12 +56,21 @@ class StepParams:
 
 @dataclass
 class SampleStep:
+    """One step. `params` (the distribution `offset` was drawn from) is computed on first
+    access on the fast path: most consumers never look at it."""
+
     t: int  # step index, 0-based, primer steps included
     offset: np.ndarray  # (B, 3) dx, dy, eos in data units
     primed: bool  # True while the primer is being fed (the offset is the primer's)
     phi: np.ndarray | None  # (B, U+1) window weights, or None for the prediction network
-    params: StepParams  # the distribution `offset` was drawn from
+    _params: StepParams | Callable[[], StepParams]  # read it as .params
     done: np.ndarray  # (B,) samples that have finished (their later offsets are zero)
+
+    @property
+    def params(self) -> StepParams:
+        if callable(self._params):
+            self._params = self._params()
+        return self._params
 
 
 def _draw(p: StepParams, rng: np.random.Generator) -> np.ndarray:
@@ -71,6 +85,26 @@ def _draw(p: StepParams, rng: np.random.Generator) -> np.ndarray:
     dy = mu[:, 1] + s[:, 1] * (rho * z[:, 0] + np.sqrt(np.maximum(1 - rho**2, 0.0)) * z[:, 1])
     eos = (rng.random(B) < p.e).astype(np.float64)
     return np.stack([dx, dy, eos], axis=1)
+
+
+def _draw_one(y: list[float], bias: float, mean, std, rng: np.random.Generator) -> list[float]:
+    """`_draw(params_numpy(y_hat))` for one batch row, in Python floats: only the component it
+    picks is un-normalised. Same equations (Eqs. 18-22 with the bias of Eqs. 61-62), same
+    random draws in the same order. y: the raw output row (1+6M); mean, std: floats pairs."""
+    M = (len(y) - 1) // 6
+    scale = 1.0 + bias  # Eq. 62
+    top = max(y[1 : 1 + M]) * scale
+    cum = list(accumulate(math.exp(v * scale - top) for v in y[1 : 1 + M]))
+    j = min(bisect_left(cum, rng.random() * cum[-1]), M - 1)  # as many cum < r as _draw counts
+    mx, my = y[1 + M + 2 * j], y[2 + M + 2 * j]
+    sx = math.exp(min(y[1 + 3 * M + 2 * j] - bias, 700.0))  # no OverflowError: inf -> 1e304
+    sy = math.exp(min(y[2 + 3 * M + 2 * j] - bias, 700.0))
+    rho = math.tanh(y[1 + 5 * M + j])
+    z0, z1 = rng.standard_normal(2).tolist()
+    dx = (mx + sx * z0) * std[0] + mean[0]
+    dy = (my + sy * (rho * z0 + math.sqrt(max(1.0 - rho * rho, 0.0)) * z1)) * std[1] + mean[1]
+    e = 0.5 + 0.5 * math.tanh(0.5 * y[0])  # the logistic function, without overflow
+    return [dx, dy, float(rng.random() < e)]
 
 
 def _params_to_numpy(y_hat, bias: float, norm: NormStats) -> StepParams:
@@ -115,6 +149,7 @@ def generate(
     steps_per_char: int = DEFAULT_STEPS_PER_CHAR,
     max_steps: int | None = None,
     fast: bool = True,
+    weights: str = "fp32",
 ) -> Iterator[SampleStep]:
     """Sample handwriting step by step. `model` is a HandwritingModel or a LoadedModel.
 
@@ -122,6 +157,8 @@ def generate(
     be None and `max_steps` bounds the length. Stopping early = not asking for the next step.
     `fast` runs each step through engine.fast.FastStepper (same distribution parameters as
     `model.step` up to float rounding; see tests/engine/test_fast.py); False uses `model.step`.
+    `weights` ("fp32" | "bf16" | "int8") is how the fast path stores its matrices (int8: a
+    quarter of the weight bytes, see engine.fast); the reference path ignores it.
     """
     import torch
 
@@ -134,9 +171,11 @@ def generate(
         raise SamplingError(f"bias must be a finite number >= 0, not {bias}")
     if batch < 1:
         raise SamplingError("batch must be at least 1")
+    if weights not in WEIGHTS:
+        names = ", ".join(repr(w) for w in WEIGHTS)
+        raise SamplingError(f"weights must be one of {names}, not {weights!r}")
     rng = np.random.default_rng(seed)
     model.eval()
-    state = model.initial_state(batch)
     onehot = positions = None
     prime_x = np.zeros((0, 3), np.float32)
     if primer is not None:
@@ -166,43 +205,75 @@ def generate(
         limit = min(limit, len(prime_x) + max_steps)
     limit = min(limit, len(prime_x) + MAX_UNCONDITIONAL_STEPS)
 
-    stepper = None
     if fast:
-        from engine.fast import make_stepper, params_numpy, supports
+        from engine.fast import supports
 
         fast = supports(model)
-    if fast:
-        stepper = make_stepper(model)
-        stepper.reset(batch, onehot)
-        mean_std = np.asarray(norm.mean, np.float64), np.asarray(norm.std, np.float64)
     prime_norm = norm.normalise(prime_x) if len(prime_x) else prime_x
-    x = torch.zeros(batch, 3)  # x_1 is the zero vector (Sec. 2)
+    if fast:
+        step = _fast_step(model, batch, onehot, bias, norm, weights)
+    else:
+        step = _reference_step(model, model.initial_state(batch), onehot, positions, bias, norm)
+    mean, std = np.asarray(norm.mean, np.float64), np.asarray(norm.std, np.float64)
+    mean_f, std_f = tuple(mean.tolist()), tuple(std.tolist())
+    x = np.zeros((batch, 3), np.float32)  # x_1 is the zero vector (Sec. 2)
     done = np.zeros(batch, dtype=bool)
     with torch.inference_mode():
         for t in range(limit):
-            if stepper is not None:
-                y_hat, phi = stepper.step(x)
-                params = params_numpy(y_hat.cpu().numpy(), bias, *mean_std)
-            else:
-                y_hat, state, phi = model.step(x, state, onehot, positions)
-                params = _params_to_numpy(y_hat, bias, norm)
-            phi_np = None if phi is None else phi.cpu().numpy()
+            params, phi_np, y_row = step(x)
             primed = t < len(prime_x)
             if primed:
                 offset = np.repeat(prime_x[t][None].astype(np.float64), batch, axis=0)
-                x_next = np.repeat(prime_norm[t][None], batch, axis=0)
+                x = np.repeat(prime_norm[t][None], batch, axis=0)
             else:
-                offset = _draw(params, rng)
-                offset[done] = 0.0
-                x_next = offset.copy()
-                x_next[:, :2] = (offset[:, :2] - norm.mean) / np.asarray(norm.std)
+                if y_row is not None:  # batch 1 on the fast path: floats, no masking needed
+                    dx, dy, eos = _draw_one(y_row, bias, mean_f, std_f, rng)
+                    offset = np.array([[dx, dy, eos]])
+                    x = [[(dx - mean_f[0]) / std_f[0], (dy - mean_f[1]) / std_f[1], eos]]
+                else:
+                    offset = _draw(params() if callable(params) else params, rng)
+                    offset[done] = 0.0
+                    x = offset.copy()
+                    x[:, :2] = (offset[:, :2] - mean) / std
             yield SampleStep(t, offset, primed, phi_np, params, done.copy())
             if not primed and phi_np is not None:
                 # Sec. 5.3 stop rule: the window has moved past the last character
                 done |= phi_np[:, U] > phi_np[:, :U].max(axis=1)
             if done.all():
                 return
-            x = torch.as_tensor(x_next, dtype=torch.float32)
+
+
+def _fast_step(model, batch: int, onehot, bias: float, norm: NormStats, weights: str):
+    """x (B, 3) normalised -> (lazy params, phi copy, raw output row as floats at batch 1 else
+    None) through engine.fast.FastStepper."""
+    from engine.fast import make_stepper, params_numpy
+
+    stepper = make_stepper(model, weights)
+    stepper.reset(batch, onehot)
+    mean_std = np.asarray(norm.mean, np.float64), np.asarray(norm.std, np.float64)
+
+    def step(x):
+        y, phi = stepper.step_numpy(x)
+        y = y.copy()
+        row = y[0].tolist() if batch == 1 else None
+        return partial(params_numpy, y, bias, *mean_std), None if phi is None else phi.copy(), row
+
+    return step
+
+
+def _reference_step(model, state, onehot, positions, bias: float, norm: NormStats):
+    """The same through HandwritingModel.step (params computed eagerly, drawn by `_draw`)."""
+    import torch
+
+    def step(x):
+        nonlocal state
+        y_hat, state, phi = model.step(
+            torch.as_tensor(x, dtype=torch.float32), state, onehot, positions
+        )
+        params = _params_to_numpy(y_hat, bias, norm)
+        return params, None if phi is None else phi.cpu().numpy(), None
+
+    return step
 
 
 @dataclass
