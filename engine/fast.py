@@ -179,7 +179,8 @@ class FastStepper:
         self.device = model.output.weight.device
         self.use_graph = cuda_graph and self.device.type == "cuda"
         self.__dict__.update(_prepared(model, asked))
-        self.weights = weights_name(self.wdtype)
+        int8 = any(W.dtype == torch.int8 for W in self.Wrec + [self.Wy])
+        self.weights = "int8" if int8 else weights_name(self.wdtype).replace("int8", "fp32")
         self.batch = 0
 
     def _prepare(self, layers: list[dict]) -> None:
@@ -218,8 +219,10 @@ class FastStepper:
     def _store_weights(self, Wrec: list[Tensor], Wy: Tensor, dtype: torch.dtype) -> None:
         """Wrec, Wy and the window matrix Wwd in the storage dtype (int8: the large ones)."""
 
-        small = sum(W.numel() for W in Wrec + [Wy]) < INT8_MIN_MODEL
-        self.quantise = dtype == torch.int8 and not small
+        total = sum(W.numel() for W in Wrec + [Wy])
+        self.quantise = dtype == torch.int8 and total >= INT8_MIN_MODEL
+        if dtype == torch.int8 and not self.quantise:
+            self.fallback = f"int8 asked, but {total:,} weights stay in cache: fp32 is faster"
 
         def conv(W: Tensor):
             W = W.detach()
@@ -483,6 +486,21 @@ def supports(model) -> bool:
         and type(model).step is HandwritingModel.step
         and "step" not in vars(model)
     )
+
+
+def resolve_weights(model, weights: str = "auto") -> str:
+    """ "auto" -> "int8" on the CPU for models whose recurrent + output weights exceed
+    INT8_MIN_MODEL (paper size: 30-40 % faster per step, validation NLL within 0.1 %, see
+    bench/RESULTS.md), else "fp32" (small models are cache-resident; GPUs are not measured).
+    Any other name is checked and returned."""
+    if weights != "auto":
+        weight_dtype_(weights)
+        return weights
+    if model.output.weight.device.type != "cpu":
+        return "fp32"
+    H, N, out = model.config.hidden_size, model.config.num_layers, model.output.weight.numel()
+    recurrent = 4 * H * H + (N - 1) * 8 * H * H  # Wrec of layer 1, then [h^{n-1}, h^n] ones
+    return "int8" if recurrent + out >= INT8_MIN_MODEL else "fp32"
 
 
 def make_stepper(model, weight_dtype=torch.float32) -> FastStepper:

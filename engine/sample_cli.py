@@ -41,6 +41,12 @@ def add_commands(sub) -> None:
         default=700,
         help="points to draw with a prediction model (default 700)",
     )
+    p.add_argument(
+        "--weights",
+        default="auto",
+        help="how the fast sampling step stores its weights: auto (int8 for paper-size models "
+        "on the CPU, else fp32), fp32, bf16 or int8 (default auto)",
+    )
     p.add_argument("--animate", action="store_true", help="for .svg: an animated pen drawing")
     p.add_argument("--scale", type=float, default=EXPORT_SCALE, help="output units per model unit")
     p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
@@ -90,6 +96,10 @@ def run_sample(args) -> int:
         raise CommandError(f"the folder {args.out.parent} does not exist")
     if args.scale <= 0:
         raise CommandError("--scale must be positive")
+    from engine.sampler import WEIGHTS
+
+    if args.weights not in WEIGHTS:
+        raise CommandError(f"--weights must be one of {', '.join(WEIGHTS)}, not {args.weights!r}")
     loaded = load_model(resolve_model_path(args.model))
     if loaded.kind not in ("synthesis", "prediction"):
         raise CommandError(f"{loaded.path} is a {loaded.kind} model, not a handwriting model")
@@ -106,6 +116,7 @@ def run_sample(args) -> int:
             bias=args.bias,
             seed=args.seed,
             primer=primer,
+            weights=args.weights,
         )
         strokes = [s for line in page for s in line.strokes]
         text = "\n".join(line.text for line in page)
@@ -113,7 +124,13 @@ def run_sample(args) -> int:
         from engine.sampler import sample
 
         strokes = sample(
-            loaded, None, bias=args.bias, seed=args.seed, primer=primer, max_steps=args.steps
+            loaded,
+            None,
+            bias=args.bias,
+            seed=args.seed,
+            primer=primer,
+            max_steps=args.steps,
+            weights=args.weights,
         )[0].strokes()
         text = ""
     strokes = [s * args.scale for s in strokes if len(s)]

@@ -27,7 +27,7 @@ from engine.strokes import NormStats, offsets_to_strokes
 MAX_LINE_CHARS = 300  # one line of handwriting; longer text must be split into lines
 DEFAULT_STEPS_PER_CHAR = 40  # our corpus averages ~25 points per character
 MAX_UNCONDITIONAL_STEPS = 5000
-WEIGHTS = ("fp32", "bf16", "int8")  # engine.fast.WEIGHTS, named here to keep torch out
+WEIGHTS = ("auto", "fp32", "bf16", "int8")  # see engine.fast.resolve_weights
 
 
 class SamplingError(EngineError, ValueError):
@@ -149,7 +149,7 @@ def generate(
     steps_per_char: int = DEFAULT_STEPS_PER_CHAR,
     max_steps: int | None = None,
     fast: bool = True,
-    weights: str = "fp32",
+    weights: str = "auto",
 ) -> Iterator[SampleStep]:
     """Sample handwriting step by step. `model` is a HandwritingModel or a LoadedModel.
 
@@ -157,8 +157,9 @@ def generate(
     be None and `max_steps` bounds the length. Stopping early = not asking for the next step.
     `fast` runs each step through engine.fast.FastStepper (same distribution parameters as
     `model.step` up to float rounding; see tests/engine/test_fast.py); False uses `model.step`.
-    `weights` ("fp32" | "bf16" | "int8") is how the fast path stores its matrices (int8: a
-    quarter of the weight bytes, see engine.fast); the reference path ignores it.
+    `weights` ("auto" | "fp32" | "bf16" | "int8") is how the fast path stores its matrices
+    (int8: a quarter of the weight bytes); "auto" is int8 for paper-size models on the CPU and
+    fp32 otherwise (engine.fast.resolve_weights). The reference path ignores it.
     """
     import torch
 
@@ -246,9 +247,9 @@ def generate(
 def _fast_step(model, batch: int, onehot, bias: float, norm: NormStats, weights: str):
     """x (B, 3) normalised -> (lazy params, phi copy, raw output row as floats at batch 1 else
     None) through engine.fast.FastStepper."""
-    from engine.fast import make_stepper, params_numpy
+    from engine.fast import make_stepper, params_numpy, resolve_weights
 
-    stepper = make_stepper(model, weights)
+    stepper = make_stepper(model, resolve_weights(model, weights))
     stepper.reset(batch, onehot)
     mean_std = np.asarray(norm.mean, np.float64), np.asarray(norm.std, np.float64)
 
