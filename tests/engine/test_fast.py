@@ -243,3 +243,86 @@ def test_weight_cache_follows_parameter_updates_and_buffers_are_private():
     assert c.Wrec[0] is not a.Wrec[0]
     dy, _, _, _ = _compare(m, onehot, 1, T=5)
     assert dy <= 1e-4
+
+
+# -- int8 weights ---------------------------------------------------------------------------------
+@pytest.fixture
+def quantise_small(monkeypatch):
+    """Quantise even the test models' small matrices (normally only paper-size models are)."""
+    import engine.fast as fast
+
+    monkeypatch.setattr(fast, "INT8_MIN_MODEL", 0)
+    monkeypatch.setattr(fast, "INT8_MIN_WEIGHTS", 0)
+
+
+def _int8_model():
+    """Hidden size a multiple of 16: the int8 kernel's inner dimension must be one."""
+    return _model(hidden_size=32)
+
+
+def test_int8_weights_stay_close(quantise_small):
+    """Tolerance |dy_hat| <= 0.1, |dphi| <= 0.05, as for bf16: each weight is rounded to within
+    half a step of max|column| / 127 and the activations to bf16 (2^-9 relative), and the
+    error feeds back through 25 recurrent steps; measured 0.007 here, 0.05 on a 3 x 400 model
+    with outputs up to 2.7."""
+    m = _int8_model()
+    dy, dphi, stepper, _ = _compare(m, _onehot(m, ["int8 weights"] * 2), 2, dtype=torch.int8)
+    assert stepper.weights == "int8" and stepper.fallback is None
+    assert all(W.dtype == torch.int8 for W in stepper.Wrec + [stepper.Wy])
+    assert 0 < dy <= 0.1 and dphi <= 0.05
+
+
+def test_seeded_sampling_is_reproducible_with_int8(quantise_small):
+    m = _int8_model()
+    kw = dict(alphabet=ALPHA, max_steps=40, weights="int8")
+    a, b = (sample(m, "abc", seed=7, **kw)[0] for _ in range(2))
+    c = sample(m, "abc", seed=8, **kw)[0]
+    assert np.array_equal(a.offsets, b.offsets)
+    assert not np.array_equal(a.offsets, c.offsets)
+
+
+def _broken(*args):
+    raise RuntimeError("no kernel for this device")
+
+
+@pytest.mark.parametrize(
+    "kernel, why",
+    [(None, "has no torch._weight_int8pack_mm"), (_broken, "no kernel"), ("zeros", "wrong")],
+)
+def test_int8_falls_back_when_the_kernel_is_missing_or_fails(
+    quantise_small, monkeypatch, kernel, why
+):
+    if kernel is None:
+        monkeypatch.delattr(torch, "_weight_int8pack_mm", raising=False)
+    else:
+        zeros = lambda x, q, s: torch.zeros(x.shape[0], q.shape[0], dtype=x.dtype)  # noqa: E731
+        monkeypatch.setattr(torch, "_weight_int8pack_mm", zeros if kernel == "zeros" else kernel)
+    m = _int8_model()
+    dy, dphi, stepper, _ = _compare(m, _onehot(m, ["abc"]), 1, T=5, dtype=torch.int8)
+    assert stepper.weights == "fp32" and why in stepper.fallback
+    assert dy <= 1e-4 and dphi <= 1e-5  # the fp32 step, exactly
+    assert len(sample(m, "ab", alphabet=ALPHA, seed=1, max_steps=5, weights="int8")) == 1
+
+
+def test_int8_on_a_small_model_stays_fp32_and_auto_picks_by_size():
+    from engine.fast import resolve_weights
+
+    m = _model()
+    s = FastStepper(m, weight_dtype="int8")
+    assert s.weights == "fp32" and "fp32 is faster" in s.fallback
+    assert resolve_weights(m) == "fp32"
+    assert resolve_weights(HandwritingModel(preset("paper"))) == "int8"
+    assert resolve_weights(m, "bf16") == "bf16"
+
+
+def test_bad_weights_values_are_refused_clearly():
+    from engine.fast import resolve_weights
+    from engine.sampler import SamplingError
+
+    m = _model()
+    with pytest.raises(SamplingError, match="weights must be one of 'auto', 'fp32'"):
+        next(generate(m, "abc", alphabet=ALPHA, weights="int4"))
+    with pytest.raises(FastPathError, match="weights must be one of 'fp32', 'bf16', 'int8'"):
+        resolve_weights(m, "fp16")
+    with pytest.raises(FastPathError, match="weight_dtype"):
+        FastStepper(m, weight_dtype="float32")

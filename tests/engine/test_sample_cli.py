@@ -107,6 +107,7 @@ def test_same_seed_same_output(model_file, tmp_path):
             "no model file",
         ),
         (["--text", "", "--out", "OUT.json"], "no text"),
+        (["--text", "hi", "--weights", "int4", "--out", "OUT.json"], "--weights must be one of"),
     ],
 )
 def test_errors_are_messages_not_tracebacks(model_file, tmp_path, capsys, args, message):

@@ -11,6 +11,7 @@ from engine.sampler import (
     SamplingError,
     StepParams,
     _draw,
+    _draw_one,
     generate,
     sample,
 )
@@ -149,3 +150,27 @@ def test_prediction_model_needs_no_text_and_is_bounded():
     assert len(steps) == 40 and steps[0].phi is None
     with pytest.raises(SamplingError):
         list(generate(m, "text", seed=0))
+
+
+def test_batch1_draw_matches_the_numpy_draw():
+    """The fast path's batch-1 draw (Python floats) picks the same point as `_draw` from the
+    full mixture parameters, given the same generator state."""
+    from engine.fast import params_numpy
+
+    gen = np.random.default_rng(0)
+    mean, std = np.array([0.4, -0.1]), np.array([2.0, 1.5])
+    for bias in (0.0, 0.7):
+        for _ in range(50):
+            y = gen.normal(0, 2, (1, 1 + 6 * 20))
+            a = _draw(params_numpy(y, bias, mean, std), np.random.default_rng(5))
+            b = _draw_one(y[0].tolist(), bias, tuple(mean), tuple(std), np.random.default_rng(5))
+            np.testing.assert_allclose(a[0], b, rtol=1e-9, atol=1e-12)
+
+
+def test_params_are_lazy_but_available():
+    torch.manual_seed(0)
+    m = HandwritingModel(preset("tiny")).eval()  # the shared fixture's step gets monkeypatched
+    step = next(generate(m, "ab", alphabet=ALPHA, seed=0))
+    assert callable(step._params)
+    assert step.params.pi.shape == (1, m.config.num_mixtures)
+    assert step.params is step.params  # computed once
