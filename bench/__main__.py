@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(job: str, threads: int = 1, **opts) -> dict:
     cmd = [sys.executable, "-m", "bench.speed", job, "--threads", str(threads)]
     for k, v in opts.items():
-        cmd += [f"--{k}", str(v)]
+        cmd += [f"--{k}", str(v)] if v != "" else [f"--{k}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
@@ -55,15 +55,17 @@ def machine() -> dict:
     }
 
 
-def collect(quick: bool) -> dict:
+def collect(quick: bool, sampling_only: bool = False) -> dict:
+    """sampling_only: the 1-thread sampling and latency jobs (no 2-thread or training runs)."""
     from bench.speed import BUNDLED
 
     steps = 60 if quick else 200
-    R: dict = {"machine": machine(), "quick": quick}
+    R: dict = {"machine": machine(), "quick": quick, "sampling_only": sampling_only}
     S = R["sample"] = {}
-    for threads in (1, 2):
-        for path in ("peer", "reference", "fast", "stepper", "stepper_bf16"):
-            if threads == 2 and path in ("reference", "stepper_bf16"):
+    paths = ("peer", "reference", "fast", "fast_int8", "stepper", "stepper_bf16", "stepper_int8")
+    for threads in (1,) if sampling_only else (1, 2):
+        for path in paths:
+            if threads == 2 and path not in ("peer", "fast", "stepper"):
                 continue
             n = steps if threads == 1 else steps // 4  # 2 threads on a shared box: slow
             S[f"{path}/t{threads}/b1"] = _run("sample", threads, path=path, steps=n)
@@ -72,10 +74,15 @@ def collect(quick: bool) -> dict:
     model = "paper"
     if BUNDLED.exists():
         model = "bundled"
-        for path in ("reference", "fast"):
+        for path in ("reference", "fast", "fast_int8", "stepper", "stepper_int8"):
             S[f"{path}/t1/bundled"] = _run("sample", 1, path=path, model="bundled", steps=steps)
+        S["stepper_int8_all/t1/bundled"] = _run(
+            "sample", 1, path="stepper_int8", model="bundled", steps=steps, **{"int8-all": ""}
+        )
     R["latency"] = {p: _run("latency", 1, path=p, model=model) for p in ("reference", "fast")}
     R["latency_model"] = model
+    if sampling_only:
+        return R
     T = 50 if quick else 100
     Tr = R["train"] = {}
     rounds = 2 if quick else 3
@@ -110,26 +117,39 @@ def table(R: dict) -> str:
     S = R["sample"]
     g = lambda k, f="wall_ms": S.get(k, {}).get(f)  # noqa: E731
     for t in (1, 2):
+        if f"peer/t{t}/b1" not in S:
+            continue
         base = g(f"peer/t{t}/b1")
         add(f"sample ms/step peer TorchScript, {t} thr", base, g(f"peer/t{t}/b1", "cpu_ms"))
         for path, label in (
             ("reference", "engine model.step"),
             ("fast", "engine fast (whole step)"),
+            ("fast_int8", "engine fast, int8 weights (whole step)"),
             ("stepper", "fast network only"),
             ("stepper_bf16", "fast network, bf16 weights"),
+            ("stepper_int8", "fast network, int8 weights"),
         ):
             k = f"{path}/t{t}/b1"
             if k in S:
-                tgt = "<= 0.3" if path == "fast" else ""
+                tgt = "<= 0.3" if path.startswith("fast") else ""
                 add(f"sample ms/step {label}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
     base = g("peer/t1/b1")
     for path in ("reference", "fast"):
         k = f"{path}/t1/b8"
         add(f"sample ms/sample-step {path}, batch 8", g(k, "per_sample_ms"), None, base)
-    for path in ("reference", "fast"):
+    for path, label in (
+        ("reference", "model.step"),
+        ("fast", "fast"),
+        ("fast_int8", "fast, int8 asked"),
+        ("stepper", "network only"),
+        ("stepper_int8", "network only, int8 asked"),
+        ("stepper_int8_all", "network only, all int8"),
+    ):
         k = f"{path}/t1/bundled"
         if k in S:
-            add(f"sample ms/step bundled model, {path}", g(k), g(k, "cpu_ms"), base)
+            used = g(k, "weights_used")
+            label += f" (used {used})" if "int8" in path and used else ""
+            add(f"sample ms/step bundled model, {label}", g(k), g(k, "cpu_ms"), base)
     L = R["latency"]
     lb = L["reference"].get("first_ink_ms")
     add(
@@ -146,7 +166,7 @@ def table(R: dict) -> str:
         L["reference"].get("line40_s"),
         "<= 0.3",
     )
-    Tr = R["train"]
+    Tr = R.get("train", {})
     for t in (1, 2):
         base = Tr.get(f"allcells/t{t}", {}).get("timesteps_per_s")
         for v in ("allcells", "peephole", "lstm", "lstm_bf16"):
@@ -165,7 +185,9 @@ def table(R: dict) -> str:
         for v in ("peephole", "lstm"):
             add(f"loss nats/pt valid {v} ({loss['source']}, 30 steps)", loss[v]["valid"])
     gpu = R.get("gpu", {})
-    if not gpu.get("gpu"):
+    if R.get("sampling_only"):
+        pass
+    elif not gpu.get("gpu"):
         rows.append(("GPU", "no GPU", "-", "-", "-", ""))
     else:
         add(f"GPU fast step ms ({gpu['gpu']})", gpu["step"]["wall_ms"])
@@ -188,11 +210,16 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer steps; skip memory and loss runs")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--from-json", help="print the table of a saved run")
+    p.add_argument(
+        "--sampling-only",
+        action="store_true",
+        help="only the 1-thread sampling and latency jobs (leaves a busy second core alone)",
+    )
     a = p.parse_args(argv)
     if a.from_json:
         R = json.loads(Path(a.from_json).read_text())
     else:
-        R = collect(a.quick)
+        R = collect(a.quick, a.sampling_only)
     if a.json:
         Path(a.json).write_text(json.dumps(R, indent=1))
     print(table(R))

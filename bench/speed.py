@@ -65,6 +65,8 @@ def _model(which: str, device="cpu"):
 
 # -- sampling ------------------------------------------------------------------------------------
 def job_sample(a) -> dict:
+    """ms per sampling step. --path: peer | reference | fast[_bf16|_int8] (generate, the whole
+    step; plain "fast" = fp32 weights) | stepper[_bf16|_int8] (FastStepper.step only)."""
     import torch
 
     from engine.sampler import generate
@@ -88,11 +90,16 @@ def job_sample(a) -> dict:
         out["maxrss_mb"] = _maxrss_mb()
         return out
     model, alphabet, norm = _model(a.model)
-    if a.path in ("stepper", "stepper_bf16"):
+    if a.int8_all:  # quantise every matrix, whatever the model's size (engine.fast size rule off)
+        import engine.fast
+
+        engine.fast.INT8_MIN_MODEL = engine.fast.INT8_MIN_WEIGHTS = 0
+    used = None
+    if a.path.startswith("stepper"):
         from engine.fast import FastStepper
 
-        dtype = torch.bfloat16 if a.path == "stepper_bf16" else torch.float32
-        s = FastStepper(model, weight_dtype=dtype)
+        s = FastStepper(model, weight_dtype=a.path.partition("_")[2] or "fp32")
+        used = s.weights
         idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
         s.reset(a.batch, model.encode_text(idx))
         x = torch.zeros(a.batch, 3)
@@ -102,8 +109,13 @@ def job_sample(a) -> dict:
                 s.step(x)
 
     else:
-        fast = a.path == "fast"
+        fast = a.path.startswith("fast")
         kw = dict(alphabet=alphabet, norm=norm, seed=0, batch=a.batch, fast=fast, bias=0.5)
+        kw["weights"] = a.path.partition("_")[2] or "fp32"  # "fast" stays the fp32 figure
+        if fast:
+            from engine.fast import FastStepper
+
+            used = FastStepper(model, weight_dtype=kw["weights"]).weights
 
         def run(n):
             gen = generate(model, TEXT40, steps_per_char=200, **kw)
@@ -114,15 +126,18 @@ def job_sample(a) -> dict:
     out = _timed(run, steps)
     out["per_sample_ms"] = out["wall_ms"] / a.batch
     out["maxrss_mb"] = _maxrss_mb()
+    out["weights_used"] = used
     return out
 
 
 def job_latency(a) -> dict:
-    """Time from generate() to the first SampleStep, and a whole 40-character line."""
+    """Time from generate() to the first SampleStep, and a whole 40-character line
+    (--path reference or fast; --weights for the fast path, default auto)."""
     from engine.sampler import generate, sample
 
     model, alphabet, norm = _model(a.model)
-    kw = dict(alphabet=alphabet, norm=norm, seed=0, fast=a.path == "fast", bias=0.5)
+    kw = dict(alphabet=alphabet, norm=norm, seed=0, fast=a.path != "reference", bias=0.5)
+    kw["weights"] = a.weights
     next(generate(model, TEXT40, **kw))  # warm-up
     firsts = []
     for _ in range(5):
@@ -333,6 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--T", type=int, default=100)
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--weights", default="auto", help="latency: generate(weights=...)")
+    p.add_argument("--int8-all", action="store_true", help="sample: int8 for every matrix")
     a = p.parse_args(argv)
     _pin(a.threads)
     result = globals()[f"job_{a.job}"](a)

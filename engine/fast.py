@@ -42,7 +42,7 @@ from engine.lstm import clip_derivative
 CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
 WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 # int8 pays only when the step streams its weights from memory: measured on a 2 MiB-L2 core, a
-# 2 x 128 model (0.2 M recurrent + output weights, cache-resident) is 20-50 % slower in int8,
+# 2 x 128 model (0.2 M recurrent + output weights, cache-resident) is 20-60 % slower in int8,
 # the 3 x 400 one (3.4 M) 30 % faster. Below INT8_MIN_MODEL every matrix stays fp32; above it,
 # every matrix of at least INT8_MIN_WEIGHTS weights is quantised.
 INT8_MIN_MODEL = 1024 * 1024
@@ -57,7 +57,7 @@ class FastPathError(EngineError, ValueError):
     """A model or input that the fast path cannot handle."""
 
 
-def weight_dtype_(weights, what: str = "weights") -> torch.dtype:
+def parse_weights(weights, what: str = "weights") -> torch.dtype:
     """ "fp32" | "bf16" | "int8" (or the torch dtype itself) -> the torch dtype."""
     if isinstance(weights, torch.dtype) and weights in WEIGHTS.values():
         return weights
@@ -171,7 +171,7 @@ class FastStepper:
     """
 
     def __init__(self, model, weight_dtype=torch.float32, cuda_graph: bool = True):
-        asked = weight_dtype_(weight_dtype, "weight_dtype")
+        asked = parse_weights(weight_dtype, "weight_dtype")
         cfg = model.config
         self.model = model
         self.synthesis = model.synthesis
@@ -494,7 +494,7 @@ def resolve_weights(model, weights: str = "auto") -> str:
     bench/RESULTS.md), else "fp32" (small models are cache-resident; GPUs are not measured).
     Any other name is checked and returned."""
     if weights != "auto":
-        weight_dtype_(weights)
+        parse_weights(weights)
         return weights
     if model.output.weight.device.type != "cpu":
         return "fp32"
