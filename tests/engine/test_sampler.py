@@ -1,5 +1,7 @@
 """Sampler policy: stop rule, bias, priming, reproducibility, bounds and text checks."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -26,8 +28,9 @@ def model():
     return HandwritingModel(preset("tiny")).eval()
 
 
-def test_stop_rule_fires_when_window_passes_last_character(model, monkeypatch):
+def test_stop_rule_fires_when_window_passes_last_character(model):
     """Construct phi so that phi(t, U+1) overtakes every phi(t, u<=U) at step 7 exactly."""
+    model = copy.deepcopy(model)  # its own `step` below; the shared fixture keeps the fast path
     U = 3
     calls = {"t": 0}
     real_step = model.step
@@ -40,13 +43,19 @@ def test_stop_rule_fires_when_window_passes_last_character(model, monkeypatch):
         phi = torch.exp(-((torch.arange(1, U + 2) - centre) ** 2)).float()[None]
         return y, state, phi
 
-    monkeypatch.setattr(model, "step", fake_step)
+    model.step = fake_step
     steps = list(generate(model, "abc", alphabet=ALPHA, seed=0))
     # centre = 4.0 at t = 6 -> phi(U+1) is the max; rule fires after that step
     first_over = next(t for t in range(50) if (1 + t * 0.5) > 3.5)
     assert len(steps) == first_over + 1
     for s in steps[:-1]:
         assert not (s.phi[0, U] > s.phi[0, :U].max())
+
+
+def test_the_shared_model_still_takes_the_fast_path(model):
+    from engine.fast import supports
+
+    assert supports(model)
 
 
 def test_hard_bound_on_steps_per_character(model):
