@@ -90,3 +90,29 @@ def dataset():
 
     texts = ["hi", "ho", "ha", "he", "hu", "hy"]
     return dataset_from_inks([handwritten_ink(t, seed=i) for i, t in enumerate(texts)], "test")
+
+
+@pytest.fixture
+def start_training():
+    """start(tab, run_dir, dataset, steps, **overrides): start a tiny in-app training run with
+    one thread, previews and validation every 2 steps and no periodic checkpoints, and assert
+    that the Train tab accepted it."""
+
+    def start(tab, run_dir, dataset, steps, **overrides):
+        args = dict(
+            dataset=dataset,
+            preset="tiny",
+            steps=steps,
+            batch_size=2,
+            max_len=60,
+            run_dir=run_dir,
+            preview_every=2,
+            preview_text="hi",
+            val_every=2,
+            ckpt_every=0,
+            threads=1,
+        )
+        args.update(overrides)
+        assert tab.start(**args)
+
+    return start

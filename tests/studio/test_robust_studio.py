@@ -123,35 +123,20 @@ def test_capture_tab_reports_a_full_disk_and_stays_usable(window, tiny_synthesis
 
 
 # -- training worker faults -------------------------------------------------------------------
-
-
-def start_training(tab, run_dir, dataset, steps, **kw):
-    args = dict(
-        dataset=dataset,
-        preset="tiny",
-        steps=steps,
-        batch_size=2,
-        max_len=40,
-        run_dir=run_dir,
-        preview_every=0,
-        val_every=0,
-        ckpt_every=2,
-        threads=1,
-    )
-    args.update(kw)
-    assert tab.start(**args)
+# short sequences, no previews or validation, a checkpoint every 2 steps
+FAULT_RUN = dict(max_len=40, preview_every=0, val_every=0, ckpt_every=2)
 
 
 @pytest.mark.slow
 def test_full_disk_during_training_is_a_message_and_keeps_the_last_checkpoint(
-    qtbot, window, tmp_path, dataset, monkeypatch
+    start_training, qtbot, window, tmp_path, dataset, monkeypatch
 ):
     from engine.checkpoint import load_model
 
     tab = window.train_tab
     monkeypatch.setattr(os, "replace", disk_full_for("step-00000004"))
     with qtbot.waitSignal(tab.controller.failed, timeout=120000) as blocker:
-        start_training(tab, tmp_path / "run", dataset, steps=8)
+        start_training(tab, tmp_path / "run", dataset, steps=8, **FAULT_RUN)
     assert "disk is full" in blocker.args[0]
     qtbot.waitUntil(lambda: not tab.is_training())
     assert "Training failed" in tab.banner.text() and tab.start_button.isEnabled()
@@ -160,7 +145,9 @@ def test_full_disk_during_training_is_a_message_and_keeps_the_last_checkpoint(
 
 
 @pytest.mark.slow
-def test_nan_step_in_the_training_worker_is_skipped(qtbot, window, tmp_path, dataset, monkeypatch):
+def test_nan_step_in_the_training_worker_is_skipped(
+    start_training, qtbot, window, tmp_path, dataset, monkeypatch
+):
     from engine.train_data import HandwritingTask
 
     real_loss, calls = HandwritingTask.loss, []
@@ -176,7 +163,7 @@ def test_nan_step_in_the_training_worker_is_skipped(qtbot, window, tmp_path, dat
     monkeypatch.setattr(HandwritingTask, "loss", loss)
     tab = window.train_tab
     with qtbot.waitSignal(tab.controller.finished, timeout=120000) as blocker:
-        start_training(tab, tmp_path / "run", dataset, steps=4)
+        start_training(tab, tmp_path / "run", dataset, steps=4, **FAULT_RUN)
     snap = blocker.args[0]
     assert snap.step == 4 and not snap.stopped
     assert snap.train_steps == [1, 3, 4]  # the NaN step is not plotted

@@ -5,24 +5,6 @@ import time
 import pytest
 
 
-def _start(tab, tmp_path, dataset, steps, **kw):
-    args = dict(
-        dataset=dataset,
-        preset="tiny",
-        steps=steps,
-        batch_size=2,
-        max_len=60,
-        run_dir=tmp_path / "run",
-        preview_every=2,
-        preview_text="hi",
-        val_every=2,
-        ckpt_every=0,
-        threads=1,
-    )
-    args.update(kw)
-    assert tab.start(**args)
-
-
 def test_dataset_split_and_norm(dataset):
     assert (dataset.split == 1).sum() >= 1 and (dataset.split == 0).sum() >= 1
     assert all(o.shape[1] == 3 for o in dataset.offsets)
@@ -30,12 +12,12 @@ def test_dataset_split_and_norm(dataset):
 
 
 @pytest.mark.slow
-def test_training_worker_reports_and_finishes(qtbot, window, tmp_path, dataset):
+def test_training_worker_reports_and_finishes(start_training, qtbot, window, tmp_path, dataset):
     tab = window.train_tab
     progress = []
     tab.controller.progress.connect(progress.append)
     with qtbot.waitSignal(tab.controller.finished, timeout=120000) as blocker:
-        _start(tab, tmp_path, dataset, steps=4)
+        start_training(tab, tmp_path / "run", dataset, steps=4)
     snap = blocker.args[0]
     assert snap.step == 4 and not snap.stopped
     assert progress and progress[-1]["step"] == 4
@@ -60,12 +42,12 @@ def test_training_worker_reports_and_finishes(qtbot, window, tmp_path, dataset):
 
 
 @pytest.mark.slow
-def test_pause_resume_cancel_keeps_a_checkpoint(qtbot, window, tmp_path, dataset):
+def test_pause_resume_cancel_keeps_a_checkpoint(start_training, qtbot, window, tmp_path, dataset):
     tab = window.train_tab
     with qtbot.waitSignal(
         tab.controller.progress, timeout=120000, check_params_cb=lambda p: p["step"] >= 1
     ):
-        _start(tab, tmp_path, dataset, steps=100000, preview_every=0, val_every=0)
+        start_training(tab, tmp_path / "run", dataset, steps=100000, preview_every=0, val_every=0)
     tab.toggle_pause()
     time.sleep(0.3)
     qtbot.wait(50)
@@ -82,12 +64,14 @@ def test_pause_resume_cancel_keeps_a_checkpoint(qtbot, window, tmp_path, dataset
 
 
 @pytest.mark.slow
-def test_closing_mid_training_stops_thread_and_keeps_checkpoint(qtbot, window, tmp_path, dataset):
+def test_closing_mid_training_stops_thread_and_keeps_checkpoint(
+    start_training, qtbot, window, tmp_path, dataset
+):
     tab = window.train_tab
     with qtbot.waitSignal(
         tab.controller.progress, timeout=120000, check_params_cb=lambda p: p["step"] >= 2
     ):
-        _start(tab, tmp_path, dataset, steps=100000, preview_every=0, val_every=0)
+        start_training(tab, tmp_path / "run", dataset, steps=100000, preview_every=0, val_every=0)
     ended = []
     tab.controller._thread.finished.connect(lambda: ended.append(True))
     window.close()
