@@ -219,7 +219,7 @@ class FastStepper:
     def _store_weights(self, Wrec: list[Tensor], Wy: Tensor, dtype: torch.dtype) -> None:
         """Wrec, Wy and the window matrix Wwd in the storage dtype (int8: the large ones)."""
 
-        total = sum(W.numel() for W in Wrec + [Wy])
+        total = _streamed_weights(self.model)
         self.quantise = dtype == torch.int8 and total >= INT8_MIN_MODEL
         if dtype == torch.int8 and not self.quantise:
             self.fallback = f"int8 asked, but {total:,} weights stay in cache: fp32 is faster"
@@ -498,9 +498,14 @@ def resolve_weights(model, weights: str = "auto") -> str:
         return weights
     if model.output.weight.device.type != "cpu":
         return "fp32"
-    H, N, out = model.config.hidden_size, model.config.num_layers, model.output.weight.numel()
-    recurrent = 4 * H * H + (N - 1) * 8 * H * H  # Wrec of layer 1, then [h^{n-1}, h^n] ones
-    return "int8" if recurrent + out >= INT8_MIN_MODEL else "fp32"
+    return "int8" if _streamed_weights(model) >= INT8_MIN_MODEL else "fp32"
+
+
+def _streamed_weights(model) -> int:
+    """Weights a sampling step streams through the int8-eligible matmuls: the fused recurrent
+    matrices (layer 1: 4H x H; layer n: 4H x [h^{n-1}, h^n]) and the output layer (Eq. 3)."""
+    H, N = model.config.hidden_size, model.config.num_layers
+    return 4 * H * H + (N - 1) * 8 * H * H + model.output.weight.numel()
 
 
 def make_stepper(model, weight_dtype=torch.float32) -> FastStepper:
