@@ -202,14 +202,12 @@ def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None, shee
 
 
 def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
-    from engine.data.corpus import load_corpus
+    from engine.data.corpus import load_corpus, spread
     from engine.strokes import offsets_to_strokes
 
     corpus = load_corpus(corpus_path)
     rec = rec or Recogniser()
-    valid = np.flatnonzero(np.asarray(corpus.split) == 1)
-    # spread over the split: it is ordered by writer, so its first n lines are a few writers
-    idx = valid[np.unique(np.linspace(0, len(valid) - 1, min(n, len(valid))).round().astype(int))]
+    idx = spread(np.flatnonzero(np.asarray(corpus.split) == 1), n)  # not just the first writers
     refs = [corpus.texts[i] for i in idx]
     hyps = []
     for k, i in enumerate(idx):

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from engine import EngineError
 from engine.alphabet import Alphabet
+from engine.data.corpus import spread
 from engine.mixture import expected_offset, sequence_nll, split_params
 from engine.models import HandwritingModel
 from engine.strokes import NormStats
@@ -162,12 +163,8 @@ class HandwritingTask:
         valid = np.flatnonzero(split == 1)
         if len(train) == 0:
             raise TrainDataError("the data has no training sequences (split 0)")
-        if val_max_sequences is not None and val_max_sequences < len(valid):
-            # spread over the whole validation split: the corpus is ordered by donor and writer,
-            # so its first N lines are a handful of writers (the bundled run's first 96 lines
-            # scored -1.3 nats/point where a spread sample of the same split scores -2.8)
-            pick = np.linspace(0, len(valid) - 1, max(val_max_sequences, 1)).round().astype(int)
-            valid = valid[np.unique(pick)]
+        if val_max_sequences is not None:
+            valid = spread(valid, val_max_sequences)  # not the first N: a few writers only
         self.train_seqs = [seqs[i] for i in train]
         self.valid_seqs = [seqs[i] for i in valid]
         self.train_text = [codes[i] for i in train] if codes else None
