@@ -122,6 +122,13 @@ def _params_to_numpy(y_hat, bias: float, norm: NormStats) -> StepParams:
     )
 
 
+def primed_text(primer_text: str, text: str) -> str:
+    """The text the window reads when priming (Sec. 5.5: c' = c + s), one space between the
+    primer's text and the new text. Its last len(text) characters are the new text."""
+    sep = "" if primer_text.endswith(" ") or text.startswith(" ") else " "
+    return primer_text + sep + text
+
+
 def prepare_text(text: str, alphabet) -> str:
     """Validate one line of text for the synthesis network; returns it unchanged."""
     if text is None or not text.strip():
@@ -189,8 +196,7 @@ def generate(
         text = prepare_text(text, alphabet)
         full = text
         if primer is not None:
-            sep = "" if primer.text.endswith(" ") or text.startswith(" ") else " "
-            full = primer.text + sep + text  # Sec. 5.5: c' = c + s
+            full = primed_text(primer.text, text)
             alphabet.check(primer.text)
         idx = torch.as_tensor(alphabet.encode(full))[None].expand(batch, -1)
         onehot = model.encode_text(idx)

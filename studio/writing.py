@@ -165,6 +165,8 @@ class WriteJob:
     def steps(self):
         import torch
 
+        from engine.sampler import primed_text
+
         # one thread: on a shared 2-core machine a second thread can slow small ops ~100x
         torch.set_num_threads(1)
         self._origins: list[np.ndarray] = []
@@ -193,8 +195,7 @@ class WriteJob:
                 pen = np.asarray(origin, np.float64).copy()
                 skip = 0
                 if text is not None and self.primer is not None:
-                    sep = "" if self.primer.text.endswith(" ") or text.startswith(" ") else " "
-                    skip = len(self.primer.text + sep)
+                    skip = len(primed_text(self.primer.text, text)) - len(text)
             if step.primed:
                 continue
             if self.density is not None:
