@@ -101,7 +101,7 @@ class AllCellsSynthesis(nn.Module):
         h = [x.new_zeros(B, self.H) for _ in self.cells]
         c = [x.new_zeros(B, self.H) for _ in self.cells]
         kappa, w = x.new_zeros(B, self.K), x.new_zeros(B, onehot.shape[2])
-        u = torch.arange(1, onehot.shape[1] + 1, dtype=x.dtype)
+        u = torch.arange(1, onehot.shape[1] + 1, dtype=x.dtype, device=x.device)
         outs = []
         for x_t in x.unbind(1):
             h[0], c[0] = self.cells[0](torch.cat([x_t, w], 1), (h[0], c[0]))
