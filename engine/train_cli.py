@@ -37,6 +37,7 @@ RUN_DEFAULTS = {
     "keep_last": 3,
     "early_stop_patience": 0,
     "bf16": False,
+    "cuda_graph": False,
     "seed": 0,
     "max_train_sequences": None,
 }
@@ -73,6 +74,12 @@ def add_commands(sub) -> None:
     p.add_argument("--keep-last", type=int, help="checkpoints to keep besides the best (3)")
     p.add_argument("--early-stop-patience", type=int, help="validations without improvement")
     p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        default=None,
+        help="replay each training step as one CUDA graph (GPU; batches padded to one shape)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--max-train-sequences", type=int, help="use only the first N training lines")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -225,6 +232,9 @@ def cmd_train(args) -> int:
     device = resolve_device(args.device)
     settings = _settings(args)
     out = Path(args.out)
+    if settings.get("cuda_graph") and device.type != "cuda":
+        print("note: --cuda-graph needs a CUDA device; training eagerly", file=sys.stderr)
+        settings = {**settings, "cuda_graph": False}
     trainer, _ = build(settings, device, args.resume, out)
     if trainer.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +245,10 @@ def cmd_train(args) -> int:
         for r in trainer.run():
             if progress is None:
                 continue
+            if settings.get("cuda_graph") and trainer.graph_status != "unused":
+                if getattr(progress, "graph_said", None) != trainer.graph_status:
+                    progress.graph_said = trainer.graph_status
+                    progress.message(f"CUDA graph: {trainer.graph_status}")
             progress.update(r, force=bool(r.validation))
             if r.validation:
                 v = r.validation

@@ -91,6 +91,8 @@ class Batch:
     target: Tensor  # (B, T, 3) x_1..x_T
     mask: Tensor  # (B, T) 1 on real points
     onehot: Tensor | None  # (B, U+1, V) for synthesis
+    # number of real sequences when the batch was padded with empty rows (static_batch)
+    rows: Tensor | None = None
 
 
 def collate(
@@ -240,17 +242,53 @@ class HandwritingTask:
         texts = [self.train_text[i] for i in idx] if self.synthesis else None
         return collate(seqs, texts, self.model, self.device)
 
-    def loss(self, batch: Batch) -> tuple[Tensor, dict]:
+    def static_shape(self) -> tuple[int, int, int]:
+        """(batch, points, characters) that static_batch pads every training batch to."""
+        T = self.max_len or max(len(s) for s in self.train_seqs)
+        U = max((len(t) for t in self.train_text), default=1) if self.synthesis else 0
+        return self.batch_size, T, max(U, 1)
+
+    def static_batch(self, batch: Batch) -> Batch:
+        """`batch` padded to static_shape() (for engine.graphed): extra points and rows carry
+        mask 0 and extra characters a zero one-hot, so the loss and its gradient are those of
+        the unpadded batch. `rows` keeps the count of real sequences."""
+        B, T, U = self.static_shape()
+        b, t = batch.x.shape[:2]
+        if b > B or t > T:
+            raise TrainDataError(f"batch {b}x{t} does not fit the static shape {B}x{T}")
+        pad = lambda a: torch.nn.functional.pad(a, (0, 0) * (a.dim() - 2) + (0, T - t, 0, B - b))  # noqa: E731
+        onehot = None
+        if batch.onehot is not None:
+            u = batch.onehot.shape[1]
+            if u > U + 1:
+                raise TrainDataError(f"batch text of {u - 1} characters exceeds the static {U}")
+            onehot = torch.nn.functional.pad(batch.onehot, (0, 0, 0, U + 1 - u, 0, B - b))
+        mask = torch.nn.functional.pad(batch.mask, (0, T - t, 0, B - b))
+        rows = torch.tensor(float(b), device=batch.x.device)
+        return Batch(pad(batch.x), pad(batch.target), mask, onehot, rows)
+
+    def loss_tensors(self, batch: Batch) -> tuple[Tensor, dict]:
+        """The loss and its metrics as tensors, with no host sync (capturable in a graph)."""
         y_hat, _ = self.model(batch.x, onehot=batch.onehot)
         params = split_params(y_hat.float())  # the mixture maths stays in fp32 under autocast
         nll = sequence_nll(params, batch.target, batch.mask)
+        total = nll.total
+        rows = batch.rows
+        if rows is not None:  # sequence_nll averaged over padded rows too
+            total = total * batch.x.shape[0] / rows
+        else:
+            rows = torch.tensor(float(batch.x.shape[0]))
         metrics = {
-            "nats_per_sequence": float(nll.total.detach()),
-            "nats_per_point": float(nll.per_point.detach()),
-            "points": float(nll.points),
-            "sequences": batch.x.shape[0],
+            "nats_per_sequence": total.detach(),
+            "nats_per_point": nll.per_point.detach(),
+            "points": nll.points.detach(),
+            "sequences": rows,
         }
-        return nll.total, metrics
+        return total, metrics
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict]:
+        total, metrics = self.loss_tensors(batch)
+        return total, {k: float(v) for k, v in metrics.items()}
 
     def validate(self) -> dict:
         """Whole validation lines (no cropping): nats/sequence, nats/point, SSE/point."""

@@ -125,6 +125,9 @@ class TrainConfig:
     max_bad_steps: int = 5  # non-finite steps in a row before rolling back
     rollback_lr_factor: float = 0.5
     bf16: bool = False  # bfloat16 autocast for the forward pass
+    # replay forward + backward as a CUDA graph (engine.graphed); needs a task with
+    # static_batch/loss_tensors. On a CPU the same fixed-shape path runs eagerly.
+    cuda_graph: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -307,6 +310,8 @@ class Trainer:
         self.wall_time = 0.0  # seconds of training over all sessions of this run
         self._last_ckpt_step = -1
         self._snapshot: tuple[dict, dict] | None = None
+        self._graphed = None  # engine.graphed.GraphedStep once recorded
+        self.graph_status = "unused"  # "on", "off (reason)", ... (config.cuda_graph)
         self._tb = None
         self._metrics_file = None
         if self.world > 1:
@@ -383,12 +388,17 @@ class Trainer:
             group["lr"] = lr
         batch = self.task.next_batch(self.rank, self.world)
         noise = self._add_weight_noise()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, metrics = self.task.loss(batch)
-        self.optimizer.zero_grad(set_to_none=False)
-        loss_ok = bool(torch.isfinite(loss.detach()))
-        if loss_ok:
-            loss.backward()
+        graphed = self._graphed_step(batch) if cfg.cuda_graph else None
+        if graphed is not None:  # forward and backward already done, grads in p.grad
+            loss, metrics = graphed
+            loss_ok = bool(torch.isfinite(loss.detach()))
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, metrics = self.task.loss(batch)
+            self.optimizer.zero_grad(set_to_none=False)
+            loss_ok = bool(torch.isfinite(loss.detach()))
+            if loss_ok:
+                loss.backward()
         self._remove_weight_noise(noise)
         grads = []
         for p in self.params:
@@ -433,6 +443,35 @@ class Trainer:
             skipped=skipped,
             events=events,
         )
+
+    def _graphed_step(self, batch) -> tuple[Tensor, dict] | None:
+        """Forward + backward through engine.graphed (None: use the eager step instead).
+
+        The first call records the graph and, on a GPU, checks it against an eager step on the
+        same batch; a failure or disagreement turns the graph off for this run, with a warning.
+        """
+        if self.graph_status.startswith("off"):
+            return None
+        from engine.graphed import GraphedStep, check_against_eager
+
+        static = self.task.static_batch(batch)
+        if self._graphed is None:
+            capture = self.device.type == "cuda"
+            try:
+                step = GraphedStep(self.task, self.params, static, capture=capture,
+                                   bf16=self.config.bf16)  # fmt: skip
+                reason = check_against_eager(step, static) if capture else None
+            except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+                reason = f"capture failed: {type(exc).__name__}: {exc}"
+            if reason is not None:
+                self.graph_status = f"off ({reason})"
+                log.warning("CUDA graph turned off, training eagerly: %s", reason)
+                return None
+            self._graphed = step
+            self.graph_status = "on" if capture else "static shapes, no capture (CPU)"
+            log.info("graphed training step: %s", self.graph_status)
+        loss, metrics = self._graphed.run(static)
+        return loss, {k: float(v) for k, v in metrics.items()}
 
     def current_lr(self) -> float:
         cfg = self.config
