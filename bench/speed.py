@@ -241,6 +241,41 @@ def job_train(a) -> dict:
     }
 
 
+def job_trainer(a) -> dict:
+    """The real trainer on bundled-corpus batches (length-bucketed, at most T points), eager
+    against the graphed step (engine.graphed), for each cell in --variant; steps/s and
+    real (unpadded) timesteps/s, median over --iters steps after two warm-up steps."""
+    import torch
+
+    from engine.train_cli import RUN_DEFAULTS, build
+
+    device = torch.device("cuda" if a.device == "cuda" else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = {}
+    for cell in a.variant.split(","):
+        for graph in (False, True):
+            settings = {**RUN_DEFAULTS, "preset": "paper", "cell": cell, "optimizer": "adam",
+                        "batch_size": a.batch, "max_len": a.T, "val_every": 0,
+                        "steps": a.iters + 2, "cuda_graph": graph}  # fmt: skip
+            trainer, _ = build(settings, device, False, None)
+            walls, points = [], []
+            t = time.perf_counter()
+            for r in trainer.run():  # each step ends in a host sync (the gradient norm)
+                sync()
+                now = time.perf_counter()
+                walls.append(now - t)
+                points.append(r.points_per_s * walls[-1])
+                t = now
+            wall = statistics.median(walls[2:] or walls)
+            pts = statistics.median(points[2:] or points)
+            out[f"{cell}{'-graph' if graph else ''}"] = {
+                "step_s": wall,
+                "timesteps_per_s": pts / wall,
+                "status": trainer.graph_status,
+            }
+    return out
+
+
 def job_trainmem(a) -> dict:
     """Peak memory of one training step at batch 32, T = 700 (one process per variant)."""
     import torch
@@ -338,7 +373,9 @@ def job_gpu(a) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed")
-    p.add_argument("job", choices=["sample", "latency", "train", "trainmem", "loss", "gpu"])
+    p.add_argument(
+        "job", choices=["sample", "latency", "train", "trainer", "trainmem", "loss", "gpu"]
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--path", default="fast")
     p.add_argument("--model", default="paper")
