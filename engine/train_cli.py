@@ -40,9 +40,10 @@ RUN_DEFAULTS = {
     "cuda_graph": False,
     "seed": 0,
     "max_train_sequences": None,
+    "init_from": None,
 }
 # changing these on --resume changes the data or the model: refused
-FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "seed", "optimizer")
+FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "seed", "optimizer", "init_from")
 # these may change on --resume (a curriculum: longer sequences later); the batch stream then
 # differs from an uninterrupted run, so the resume is no longer exact, and we say so
 CURRICULUM = ("batch_size", "max_len")
@@ -82,6 +83,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--max-train-sequences", type=int, help="use only the first N training lines")
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="start a new run from this model file's weights, configuration and normalisation "
+        "(a fresh optimiser; for continuing a model whose optimiser state was not kept)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -130,7 +137,35 @@ def _settings(args) -> dict:
         return {**settings, **given}
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise EngineError(f"{out} already holds a run; use --resume or another --out")
+    if given.get("init_from"):
+        clash = [k for k in ("preset", "kind", "cell") if k in given]
+        if clash:
+            flags = ", ".join(f"--{k}" for k in clash)
+            raise EngineError(f"--init-from takes the network from the model file; drop {flags}")
+        return {**RUN_DEFAULTS, "preset": None, "kind": None, "cell": None, **given}
     return {**RUN_DEFAULTS, **given}
+
+
+def _init_model(settings: dict, resume: bool, run_dir):
+    """The model of --init-from, checked; fills the run's kind and cell from it. A resumed
+    run takes the network and normalisation from its own model file (the checkpoint then
+    restores the weights), so the original file need not be kept."""
+    from engine.checkpoint import load_model
+
+    path = Path(settings["init_from"])
+    own = Path(run_dir) / "model.safetensors" if run_dir is not None else None
+    if resume and own is not None and own.is_file():
+        path = own
+    if not path.is_file():
+        raise EngineError(f"--init-from: no model file at {path}")
+    loaded = load_model(path)
+    if loaded.kind not in ("synthesis", "prediction"):
+        raise EngineError(f"--init-from: {path} is a {loaded.kind} model, not a handwriting model")
+    if loaded.norm is None:
+        raise EngineError(f"--init-from: {path} has no normalisation statistics")
+    settings["kind"], settings["cell"] = loaded.kind, loaded.config.cell
+    loaded.model.train()
+    return loaded
 
 
 def build(settings: dict, device, resume: bool, run_dir):
@@ -155,25 +190,35 @@ def build(settings: dict, device, resume: bool, run_dir):
         split = split[keep]
     alphabet = Alphabet()
     torch.manual_seed(settings["seed"])
-    config = preset(
-        settings["preset"],
-        settings["kind"],
-        alphabet_size=len(alphabet),
-        cell=settings.get("cell") or "peephole",
-    )
-    model = HandwritingModel(config)
+    norm = corpus.norm
+    if settings.get("init_from"):
+        loaded = _init_model(settings, resume, run_dir)
+        model, norm = loaded.model, loaded.norm  # the weights expect their own normalisation
+        alphabet = loaded.alphabet or alphabet
+    else:
+        config = preset(
+            settings["preset"],
+            settings["kind"],
+            alphabet_size=len(alphabet),
+            cell=settings.get("cell") or "peephole",
+        )
+        model = HandwritingModel(config)
     task = HandwritingTask(
         model,
         texts,
         offsets,
         split,
-        corpus.norm,
+        norm,
         alphabet,
         batch_size=settings["batch_size"],
         max_len=settings["max_len"],
         seed=settings["seed"],
         val_max_sequences=settings["val_max_sequences"],
-        description={"corpus": str(settings["corpus"] or "bundled"), "preset": settings["preset"]},
+        description={
+            "corpus": str(settings["corpus"] or "bundled"),
+            "preset": settings["preset"],
+            **({"init_from": str(settings["init_from"])} if settings.get("init_from") else {}),
+        },
     )
     names = {f.name for f in fields(TrainConfig)}
     tconf = TrainConfig(**{k: v for k, v in settings.items() if k in names})

@@ -65,3 +65,47 @@ def test_clear_errors(corpus_path, tmp_path, capsys):
     assert "pickle" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--corpus", str(corpus_path)]) == 1
     assert "no model file" in capsys.readouterr().err
+
+
+def test_init_from_starts_a_new_run_from_a_model_files_weights(corpus_path, tmp_path, capsys):
+    import torch
+
+    from engine.train_cli import RUN_DEFAULTS, build
+
+    first = tmp_path / "first"
+    assert main(train_args(corpus_path, first, "--steps", "2", "--max-len", "30")) == 0
+    source = tmp_path / "source.safetensors"
+    source.write_bytes((first / "model.safetensors").read_bytes())
+    loaded = load_model(source)
+    # the new run's network, weights and normalisation are the file's, not the corpus's
+    settings = {**RUN_DEFAULTS, "corpus": str(corpus_path), "preset": None, "kind": None,
+                "cell": None, "init_from": str(source), "val_every": 0}  # fmt: skip
+    trainer, task = build(settings, "cpu", False, None)
+    assert settings["kind"] == "synthesis" and settings["cell"] == loaded.config.cell
+    assert task.norm == loaded.norm and trainer.step == 0
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[k], v)
+
+    second = tmp_path / "second"
+    args = ["train", "--corpus", str(corpus_path), "--init-from", str(source), "--out",
+            str(second), "--steps", "2", "--val-every", "2", "--ckpt-every", "2",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    run = json.loads((second / "run.json").read_text())
+    assert run["init_from"] == str(source) and run["kind"] == "synthesis"
+    assert load_model(second / "model.safetensors").metadata["training"]["task"]["init_from"]
+    source.unlink()  # resuming needs only the run directory
+    assert main(["train", "--out", str(second), "--resume", "--steps", "4", "--quiet"]) == 0
+    assert json.loads((second / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+
+    capsys.readouterr()
+    clash = ["train", "--corpus", str(corpus_path), "--init-from", str(first / "model.safetensors"),
+             "--preset", "small", "--out", str(tmp_path / "x"), "--quiet"]  # fmt: skip
+    assert main(clash) == 1
+    assert "--init-from takes the network from the model file; drop --preset" in (
+        capsys.readouterr().err
+    )
+    missing = ["train", "--corpus", str(corpus_path), "--init-from", str(source), "--out",
+               str(tmp_path / "y"), "--quiet"]  # fmt: skip
+    assert main(missing) == 1
+    assert "--init-from: no model file at" in capsys.readouterr().err
