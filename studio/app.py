@@ -17,6 +17,9 @@ def create_app(argv=None):
     sys.setswitchinterval(0.001)
 
     app = QApplication.instance() or QApplication(list(argv or sys.argv))
+    from studio.qt_guard import check_and_protect
+
+    check_and_protect()  # PySide6 6.12.0 would otherwise crash Python < 3.12 (see qt_guard)
     app.setApplicationName("Handwriting Studio")
     app.setOrganizationName("HandwritingStudio")
     return app
