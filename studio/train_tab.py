@@ -58,6 +58,13 @@ class TrainTab(QWidget):
         self.path = QLineEdit()
         self.path.setPlaceholderText("folder or file (not needed for the bundled corpus)")
         self.browse = QPushButton("Browse...")
+        self.start_from = QComboBox()
+        self.start_from.addItem("A new network", "new")
+        self.start_from.addItem("The model in use (fine-tune it)", "current")
+        self.start_from.setToolTip(
+            "Fine-tuning continues the model the Write tab uses (its size, network and "
+            "normalisation) on the data chosen above, e.g. your own captured styles"
+        )
         self.kind = QComboBox()
         self.kind.addItem("Synthesis (writes text)", "synthesis")
         self.kind.addItem("Prediction (scribbles, no text)", "prediction")
@@ -91,6 +98,7 @@ class TrainTab(QWidget):
         form = QFormLayout()
         form.addRow("Data", self.source)
         form.addRow("", path_row)
+        form.addRow("Start from", self.start_from)
         form.addRow("Network", self.kind)
         form.addRow("Size", self.preset)
         form.addRow("Device", self.device)
@@ -131,6 +139,7 @@ class TrainTab(QWidget):
         outer.addWidget(right, 1)
 
         self.browse.clicked.connect(self._browse)
+        self.start_from.currentIndexChanged.connect(self._start_from_changed)
         self.start_button.clicked.connect(lambda: self.start())
         self.pause_button.clicked.connect(self.toggle_pause)
         self.cancel_button.clicked.connect(self.cancel)
@@ -144,6 +153,22 @@ class TrainTab(QWidget):
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
         self._set_running(False)
+
+    def _start_from_changed(self) -> None:
+        new = self.start_from.currentData() == "new"
+        self.kind.setEnabled(new)  # a fine-tuned model keeps its own network and size
+        self.preset.setEnabled(new)
+
+    def _model_to_finetune(self):
+        """Path of the model in use, or an error message."""
+        loaded = getattr(self.models, "loaded", None)
+        if loaded is None:
+            return None, "no model is loaded to fine-tune"
+        if loaded.kind not in ("synthesis", "prediction"):
+            return None, f"the model in use is a {loaded.kind} model, not a handwriting model"
+        if loaded.path is None:
+            return None, "the model in use has no file (an untrained network); start a new one"
+        return loaded.path, None
 
     def _check_gpu(self) -> None:
         """Offer the GPU once torch is loaded anyway (never import it just for this)."""
@@ -183,6 +208,12 @@ class TrainTab(QWidget):
             steps=self.steps.value(),
             batch_size=self.batch.value(),
         )
+        if self.start_from.currentData() == "current" and "init_from" not in overrides:
+            path, problem = self._model_to_finetune()
+            if problem:
+                self.banner.show_message(f"Cannot fine-tune: {problem}.")
+                return False
+            kwargs.update(init_from=path, kind=self.models.loaded.kind)
         kwargs.update(overrides)
         try:
             job = TrainJob(**kwargs)

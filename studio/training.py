@@ -153,8 +153,11 @@ class TrainJob:
         val_every=100,
         ckpt_every=500,
         threads: int | None = None,
+        init_from=None,
     ):
         self.source, self.path, self.styles = source, path, styles
+        # fine-tuning: start from this model file's weights, network and normalisation
+        self.init_from = Path(init_from) if init_from else None
         self.kind, self.preset, self.device = kind, preset, device
         self.steps_total, self.batch_size, self.max_len = steps, batch_size, max_len
         self.preview_every, self.preview_text = preview_every, preview_text
@@ -164,7 +167,8 @@ class TrainJob:
         if run_dir is None:
             from studio import paths
 
-            run_dir = paths.models_dir() / f"{kind}-{preset}-{stamp}"
+            name = "finetune" if self.init_from else preset
+            run_dir = paths.models_dir() / f"{kind}-{name}-{stamp}"
         self.run_dir = Path(run_dir)
         self.snap = TrainSnapshot(total=steps, run_dir=str(self.run_dir))
         self.trainer = None
@@ -185,19 +189,26 @@ class TrainJob:
         torch.set_num_threads(threads)
         self.snap.message = "Loading data..."
         data = self.dataset or load_dataset(self.source, self.path, self.styles)
-        alphabet = Alphabet()
-        model = HandwritingModel(preset(self.preset, self.kind, alphabet_size=len(alphabet)))
+        alphabet, norm = Alphabet(), data.norm
+        if self.init_from is not None:
+            model, norm, alphabet = self._initial_model(norm, alphabet)
+        else:
+            model = HandwritingModel(preset(self.preset, self.kind, alphabet_size=len(alphabet)))
         task = HandwritingTask(
             model,
             data.texts,
             data.offsets,
             data.split,
-            data.norm,
+            norm,
             alphabet,
             batch_size=self.batch_size,
             max_len=self.max_len,
             val_max_sequences=256,
-            description={"source": self.source, "preset": self.preset},
+            description={
+                "source": self.source,
+                "preset": None if self.init_from else self.preset,
+                **({"init_from": str(self.init_from)} if self.init_from else {}),
+            },
         )
         config = TrainConfig(
             steps=self.steps_total,
@@ -212,6 +223,18 @@ class TrainJob:
             f"Training on {len(data.texts)} lines "
             f"({data.skipped} skipped) from {data.description or self.source}"
         )
+
+    def _initial_model(self, norm, alphabet):
+        """The model to fine-tune, with the normalisation and alphabet its weights expect."""
+        from engine.checkpoint import load_model
+
+        if not self.init_from.is_file():
+            raise ValueError(f"the model to fine-tune is gone: {self.init_from}")
+        loaded = load_model(self.init_from)
+        if loaded.kind not in ("synthesis", "prediction"):
+            raise ValueError(f"{self.init_from.name} is a {loaded.kind} model, not handwriting")
+        self.kind = loaded.kind
+        return loaded.model.train(), loaded.norm or norm, loaded.alphabet or alphabet
 
     def steps(self):
         self._build()

@@ -103,3 +103,49 @@ def test_iam_folder_is_a_training_source(tmp_path):
     assert len(data.texts) >= 2 and all(t for t in data.texts)
     with pytest.raises(EngineError, match="not an IAM-OnDB copy"):
         load_dataset("iam", tmp_path)
+
+
+@pytest.mark.slow
+def test_finetuning_the_model_in_use(start_training, qtbot, window, tmp_path, dataset):
+    """ "Start from: the model in use" continues that model (its own network and normalisation)
+    on the chosen data, whatever the Size box says."""
+    from engine.checkpoint import load_model, save_model
+    from studio.model_manager import make_untrained
+
+    tab = window.train_tab
+    mine = make_untrained("tiny", "synthesis")
+    mine.norm = type(mine.norm)((0.5, 0.0), (2.0, 3.0))  # not the dataset's normalisation
+    source = tmp_path / "mine.safetensors"
+    save_model(source, mine.model, alphabet=mine.alphabet, norm=mine.norm)
+    window.models.load_file(source)
+    qtbot.waitUntil(
+        lambda: (
+            not window.models.loading
+            and window.models.loaded is not None
+            and window.models.loaded.path == source
+        ),
+        timeout=60000,
+    )
+    tab.start_from.setCurrentIndex(tab.start_from.findData("current"))
+    assert not tab.preset.isEnabled() and not tab.kind.isEnabled()
+    with qtbot.waitSignal(tab.controller.finished, timeout=120000) as blocker:
+        start_training(tab, tmp_path / "run", dataset, steps=2, preset="small")
+    snap = blocker.args[0]
+    assert snap.step == 2 and not snap.stopped
+    tuned = load_model(snap.checkpoints[-1])
+    assert tuned.config == mine.model.config  # tiny, as the model in use, not "small"
+    assert tuned.norm == mine.norm
+    assert tuned.metadata["training"]["task"]["init_from"] == str(source)
+
+
+def test_finetuning_needs_a_model_file(qtbot, window, tmp_path, dataset):
+    from studio.model_manager import make_untrained
+
+    tab = window.train_tab
+    window.models.set_loaded(make_untrained("tiny", "synthesis"), "untrained")
+    tab.start_from.setCurrentIndex(tab.start_from.findData("current"))
+    assert not tab.start(dataset=dataset, run_dir=tmp_path / "run", steps=2)
+    assert "Cannot fine-tune: the model in use has no file" in tab.banner.text()
+    assert not tab.controller.is_running()
+    tab.start_from.setCurrentIndex(tab.start_from.findData("new"))
+    assert tab.preset.isEnabled() and tab.kind.isEnabled()
