@@ -146,25 +146,36 @@ def _settings(args) -> dict:
     return {**RUN_DEFAULTS, **given}
 
 
+def load_for_training(path):
+    """A handwriting model file to continue training (`--init-from`, the studio's fine-tuning):
+    its weights, network, alphabet and normalisation, the model in training mode."""
+    from engine.checkpoint import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise EngineError(f"no model file at {path}")
+    loaded = load_model(path)
+    if loaded.kind not in ("synthesis", "prediction"):
+        raise EngineError(f"{path} is a {loaded.kind} model, not a handwriting model")
+    if loaded.norm is None:
+        raise EngineError(f"{path} has no normalisation statistics")
+    loaded.model.train()
+    return loaded
+
+
 def _init_model(settings: dict, resume: bool, run_dir):
     """The model of --init-from, checked; fills the run's kind and cell from it. A resumed
     run takes the network and normalisation from its own model file (the checkpoint then
     restores the weights), so the original file need not be kept."""
-    from engine.checkpoint import load_model
-
     path = Path(settings["init_from"])
     own = Path(run_dir) / "model.safetensors" if run_dir is not None else None
     if resume and own is not None and own.is_file():
         path = own
-    if not path.is_file():
-        raise EngineError(f"--init-from: no model file at {path}")
-    loaded = load_model(path)
-    if loaded.kind not in ("synthesis", "prediction"):
-        raise EngineError(f"--init-from: {path} is a {loaded.kind} model, not a handwriting model")
-    if loaded.norm is None:
-        raise EngineError(f"--init-from: {path} has no normalisation statistics")
+    try:
+        loaded = load_for_training(path)
+    except EngineError as exc:
+        raise EngineError(f"--init-from: {exc}") from None
     settings["kind"], settings["cell"] = loaded.kind, loaded.config.cell
-    loaded.model.train()
     return loaded
 
 
@@ -285,15 +296,15 @@ def cmd_train(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(settings, indent=2))
     progress = None if args.quiet or trainer.rank else Progress(trainer.config.steps, trainer.step)
+    graph_said = "unused"  # the CUDA graph status last printed
     _sigterm_as_interrupt()
     try:
         for r in trainer.run():
             if progress is None:
                 continue
-            if settings.get("cuda_graph") and trainer.graph_status != "unused":
-                if getattr(progress, "graph_said", None) != trainer.graph_status:
-                    progress.graph_said = trainer.graph_status
-                    progress.message(f"CUDA graph: {trainer.graph_status}")
+            if trainer.graph_status != graph_said:  # recorded, or turned off, just now
+                graph_said = trainer.graph_status
+                progress.message(f"CUDA graph: {graph_said}")
             progress.update(r, force=bool(r.validation))
             if r.validation:
                 v = r.validation

@@ -191,7 +191,7 @@ class TrainJob:
         data = self.dataset or load_dataset(self.source, self.path, self.styles)
         alphabet, norm = Alphabet(), data.norm
         if self.init_from is not None:
-            model, norm, alphabet = self._initial_model(norm, alphabet)
+            model, norm, alphabet = self._initial_model(alphabet)
         else:
             model = HandwritingModel(preset(self.preset, self.kind, alphabet_size=len(alphabet)))
         task = HandwritingTask(
@@ -224,17 +224,13 @@ class TrainJob:
             f"({data.skipped} skipped) from {data.description or self.source}"
         )
 
-    def _initial_model(self, norm, alphabet):
+    def _initial_model(self, alphabet):
         """The model to fine-tune, with the normalisation and alphabet its weights expect."""
-        from engine.checkpoint import load_model
+        from engine.train_cli import load_for_training
 
-        if not self.init_from.is_file():
-            raise ValueError(f"the model to fine-tune is gone: {self.init_from}")
-        loaded = load_model(self.init_from)
-        if loaded.kind not in ("synthesis", "prediction"):
-            raise ValueError(f"{self.init_from.name} is a {loaded.kind} model, not handwriting")
+        loaded = load_for_training(self.init_from)
         self.kind = loaded.kind
-        return loaded.model.train(), loaded.norm or norm, loaded.alphabet or alphabet
+        return loaded.model, loaded.norm, loaded.alphabet or alphabet
 
     def steps(self):
         self._build()
