@@ -19,13 +19,10 @@ saying why, if capture fails or the two disagree.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import fields, is_dataclass
 
 import torch
 from torch import Tensor
-
-log = logging.getLogger(__name__)
 
 WARMUP_ITERS = 3  # eager iterations on a side stream before capture, as CUDA graphs require
 
@@ -53,7 +50,7 @@ class GraphedStep:
         self, task, params: list[Tensor], example, capture: bool = True, bf16: bool = False
     ):
         self.task, self.params = task, list(params)
-        self.capture, self.bf16 = capture, bf16
+        self.bf16 = bf16
         self.static = example  # the graph reads these tensors; run() copies each batch in
         self._inputs = _tensors(example)
         self._grads: list[Tensor] | None = None

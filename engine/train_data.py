@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -242,11 +243,17 @@ class HandwritingTask:
         texts = [self.train_text[i] for i in idx] if self.synthesis else None
         return collate(seqs, texts, self.model, self.device)
 
+    @cached_property
+    def _longest(self) -> tuple[int, int]:
+        """(points, characters) of the longest training line and text, counted once."""
+        T = max(len(s) for s in self.train_seqs)
+        U = max((len(t) for t in self.train_text), default=1) if self.synthesis else 0
+        return T, max(U, 1)
+
     def static_shape(self) -> tuple[int, int, int]:
         """(batch, points, characters) that static_batch pads every training batch to."""
-        T = self.max_len or max(len(s) for s in self.train_seqs)
-        U = max((len(t) for t in self.train_text), default=1) if self.synthesis else 0
-        return self.batch_size, T, max(U, 1)
+        T, U = self._longest
+        return self.batch_size, self.max_len or T, U
 
     def static_batch(self, batch: Batch) -> Batch:
         """`batch` padded to static_shape() (for engine.graphed): extra points and rows carry

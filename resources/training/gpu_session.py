@@ -118,14 +118,12 @@ def _status() -> None:
         )
     for name in RUN_SETTINGS:
         log = RUNS / f"{name}.log"
-        lines = log.read_text().splitlines() if log.is_file() else []
-        said = [ln for ln in lines if "CUDA graph" in ln]
+        text = log.read_text() if log.is_file() else ""
+        said = [ln for ln in text.splitlines() if "CUDA graph" in ln]
         if said:
             print(f"{name}: {said[-1]}", flush=True)
-    for name in RUN_SETTINGS:  # surface crashes at once
-        log = RUNS / f"{name}.log"
-        if log.is_file() and not _alive(name):
-            print(f"--- {name}.log (not running) ---\n" + log.read_text()[-1500:], flush=True)
+        if text and not _alive(name):  # surface crashes at once
+            print(f"--- {name}.log (not running) ---\n" + text[-1500:], flush=True)
 
 
 def _watch(seconds: float, every: float = 60.0) -> None:
@@ -177,7 +175,8 @@ def cmd_start(a) -> None:
 
 def cmd_watch(a) -> None:
     _watch(a.watch)
-    _collect(Path(a.out_dir), models=True) if a.out_dir else None
+    if a.out_dir:
+        _collect(Path(a.out_dir), models=True)
 
 
 def _collect(out: Path, models: bool) -> None:
