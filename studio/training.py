@@ -133,6 +133,10 @@ class TrainSnapshot:
     stopped: bool = False
 
 
+FINETUNE_LR = 1e-4  # Adam, with a linear warm-up over FINETUNE_WARMUP steps
+FINETUNE_WARMUP = 50
+
+
 class TrainJob:
     def __init__(
         self,
@@ -210,11 +214,15 @@ class TrainJob:
                 **({"init_from": str(self.init_from)} if self.init_from else {}),
             },
         )
+        # a fresh Adam at its default 1e-3 moves every weight of a trained model at once: the
+        # bundled model went from -3.8 to +0.8 nats/point in its first fine-tuning step
+        finetune = dict(lr=FINETUNE_LR, warmup_steps=FINETUNE_WARMUP) if self.init_from else {}
         config = TrainConfig(
             steps=self.steps_total,
             optimizer="adam",
             val_every=self.val_every,
             ckpt_every=self.ckpt_every,
+            **finetune,
         )
         self.trainer = Trainer(
             task, config, run_dir=self.run_dir, device=resolve_device(self.device)
