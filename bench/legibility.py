@@ -131,18 +131,26 @@ def cer(refs: list[str], hyps: list[str]) -> float:
     return edits / max(1, sum(len(r) for r in refs))
 
 
-def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int = 40):
+def sample_texts(
+    loaded, texts, bias: float, seed: int = 0, steps_per_char: int = 40, primer=None
+):
     """Write every text at once as one batch (rows padded; each row stops by the Sec. 5.3 rule
     on its own length or after steps_per_char * (len + 1) steps). Same drawing as
     engine.sampler, batched across different texts, which the bench needs for speed.
+    With an `engine.sampler.Primer`, every row first reads the primer's ink and text
+    teacher-forced (Sec. 5.5) and then writes its own text; only the new ink is returned.
     Returns a list of stroke lists."""
     import torch
 
-    from engine.sampler import _draw, _params_to_numpy
+    from engine.sampler import _draw, _params_to_numpy, primed_text
     from engine.strokes import offsets_to_strokes
 
     model, alphabet, norm = loaded.model, loaded.alphabet, loaded.norm
+    plain = texts
+    if primer is not None:
+        texts = [primed_text(primer.text, t) for t in texts]
     codes = [alphabet.encode(t) for t in texts]
+    skip = len(texts[0]) - len(plain[0])  # primer characters: no step budget for them
     B, U = len(texts), max(len(c) for c in codes)
     idx = torch.zeros(B, U, dtype=torch.long)
     for i, c in enumerate(codes):
@@ -155,6 +163,15 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     state, x = model.initial_state(B), torch.zeros(B, 3)
     done, out = np.zeros(B, bool), [[] for _ in range(B)]
     with torch.inference_mode():
+        if primer is not None:  # x_1 = 0, then the primer's points, all teacher-forced
+            p = np.asarray(primer.offsets, np.float32).reshape(-1, 3)
+            xs = np.concatenate([np.zeros((1, 3), np.float32), p[:-1]])
+            xs[1:, :2] = (xs[1:, :2] - norm.mean) / np.asarray(norm.std)
+            xs_t = torch.as_tensor(xs)[None].expand(B, -1, -1).contiguous()
+            for x_t in xs_t.unbind(1):
+                _, state, _ = model.step(x_t, state, onehot, positions)
+            x = torch.as_tensor(np.repeat(((p[-1:] - [*norm.mean, 0]) / [*norm.std, 1]), B, 0))
+            x = x.to(torch.float32)
         for t in range(steps_per_char * (U + 1)):
             y_hat, state, phi = model.step(x, state, onehot, positions)
             offset = _draw(_params_to_numpy(y_hat, bias, norm), rng)
@@ -162,7 +179,7 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
                 out[b].append(offset[b])
             phi = phi.numpy()
             past_end = phi[np.arange(B), lens] > np.where(valid, phi, -np.inf).max(axis=1)
-            done |= past_end | (t + 1 >= steps_per_char * (lens + 1))
+            done |= past_end | (t + 1 >= steps_per_char * (lens - skip + 1))
             if done.all():
                 break
             x_next = offset.copy()
@@ -171,7 +188,9 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     return [offsets_to_strokes(np.array(o, np.float32).reshape(-1, 3)) for o in out]
 
 
-def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None, sheet=None) -> dict:
+def score_model(
+    model_path, biases, texts, seed=0, save_png=None, rec=None, sheet=None, primer=None
+) -> dict:
     from engine.checkpoint import load_model
 
     loaded = load_model(model_path)
@@ -179,7 +198,7 @@ def score_model(model_path, biases, texts, seed=0, save_png=None, rec=None, shee
     results, rows = {}, []
     for bias in biases:
         t0 = time.perf_counter()
-        strokes = sample_texts(loaded, texts, bias, seed)
+        strokes = sample_texts(loaded, texts, bias, seed, primer=primer)
         hyps = []
         for i, (text, st) in enumerate(zip(texts, strokes)):
             img = render_line(st)
@@ -229,6 +248,9 @@ def main(argv=None) -> int:
     ap.add_argument("--save-png", help="folder for a few rendered lines")
     ap.add_argument("--sheet", help="PNG contact sheet of a few samples per bias")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--primer", help="prime every line with this ink (style .json or .inkml with its text)"
+    )
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     from engine.resources import default_corpus_path
@@ -244,6 +266,11 @@ def main(argv=None) -> int:
             print(
                 f"warning: {len(overlap)} bench texts are corpus labels: {overlap}", file=sys.stderr
             )
+    primer = None
+    if args.primer:
+        from engine.sample_cli import load_primer
+
+        primer = load_primer(Path(args.primer), None)
     rec = Recogniser()
     out: dict = {}
     if args.real and Path(corpus).is_file():
@@ -252,8 +279,10 @@ def main(argv=None) -> int:
         print(f"real validation ink: CER {real['cer']:.3f} ({real['lines']} lines)")
     if args.model:
         out["model"] = score_model(
-            args.model, args.bias, texts, args.seed, args.save_png, rec, args.sheet
+            args.model, args.bias, texts, args.seed, args.save_png, rec, args.sheet, primer
         )
+        if primer is not None:
+            out["primer"] = {"path": str(args.primer), "text": primer.text}
         for k, v in out["model"].items():
             print(f"model {k}: CER {v['cer']:.3f} over {len(texts)} texts ({v['seconds']} s)")
     if args.json:
