@@ -8,6 +8,8 @@ it at little cost to each. Used as three commands on a lent GPU machine (each ca
     python3 resources/training/gpu_session.py start  --train-seconds 1480 --watch 560
     python3 resources/training/gpu_session.py watch  --watch 570 --out-dir "$OUT"
     python3 resources/training/gpu_session.py finish --out-dir "$OUT"
+    # back here, for runs that continued a committed run (CONTINUE below):
+    python3 resources/training/gpu_session.py restore FOLDER  # the folder files_at names
 
 `start` launches every run with a far step horizon, measures each run's steps per second, then
 restarts each (exact resume) with a cosine horizon that ends at the deadline. `finish` stops the
@@ -24,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -43,11 +46,29 @@ if "HW_PRESET" in os.environ:
 # lr 1.5e-3): ~1.0, 0.5 and 1.0 steps/s, best validation -2.37, -1.76 and -2.48 nats/point after
 # 1,250 (500) steps, all worse than the CPU-trained small model. Eager steps are launch-bound,
 # so the next lease replays each step as a CUDA graph (falls back to eager, logged, if capture
-# fails) and runs two cells side by side.
+# fails). One paper-size run starts from scratch (its 45 MB resume state cannot travel; its best
+# model comes back and can go on with --init-from) ...
 RUN_SETTINGS = {
-    "peep-b128": ["--cell", "peephole", "--batch-size", "128", "--lr", "1e-3", "--cuda-graph"],
     "lstm-b128": ["--cell", "lstm", "--batch-size", "128", "--lr", "1e-3", "--cuda-graph"],
 }
+# ... and every run committed under resources/training/ listed here goes on from its newest
+# checkpoint (exact resume; its own run.json settings, schedule and horizon), with a CUDA graph
+# and a bigger batch, so that CPU sessions and GPU leases advance one curve. `finish` returns its
+# newest checkpoint pair and a tar of run.json, metrics.jsonl and the best model; `restore` puts
+# them back into the folder here, ready to commit.
+CONTINUE = {
+    "medium": ("resources/training/synthesis-medium", ["--batch-size", "128", "--cuda-graph"]),
+}
+if "HW_CONTINUE" in os.environ:  # a CPU trial continues a small run of its own instead
+    CONTINUE = {"cont": (os.environ["HW_CONTINUE"], [])}
+
+
+def _continuing() -> dict[str, tuple[Path, list[str]]]:
+    return {n: (ROOT / src, extra) for n, (src, extra) in CONTINUE.items() if (ROOT / src).is_dir()}
+
+
+def _names() -> list[str]:
+    return [*RUN_SETTINGS, *_continuing()]
 
 
 PROCS: dict[str, subprocess.Popen] = {}  # runs this process started (reaped through poll)
@@ -101,7 +122,7 @@ def _metrics(name: str) -> list[dict]:
 
 def _status() -> None:
     now = time.strftime("%H:%M:%S")
-    for name in RUN_SETTINGS:
+    for name in _names():
         rows = _metrics(name)
         vals = [r for r in rows if r.get("validation")]
         last = rows[-1] if rows else {}
@@ -116,7 +137,7 @@ def _status() -> None:
             f" {v.get('nats_per_point', nan):7.3f}/pt (step {at})",
             flush=True,
         )
-    for name in RUN_SETTINGS:
+    for name in _names():
         log = RUNS / f"{name}.log"
         text = log.read_text() if log.is_file() else ""
         said = [ln for ln in text.splitlines() if "CUDA graph" in ln]
@@ -156,6 +177,10 @@ def cmd_start(a) -> None:
         subprocess.run(["nvidia-smi", query, "--format=csv"])
     for name, extra in RUN_SETTINGS.items():
         _launch(name, [*COMMON, *DEVICE, *extra, "--steps", "100000"])
+    for name, (src, extra) in _continuing().items():
+        if not (RUNS / name).exists():
+            shutil.copytree(src, RUNS / name)
+        _launch(name, ["--resume", *DEVICE, *extra])
     time.sleep(a.probe)
     _status()
     for name in RUN_SETTINGS:
@@ -186,13 +211,72 @@ def _collect(out: Path, models: bool) -> None:
             shutil.copy(RUNS / name / "model.safetensors", out / f"{name}.safetensors")
         if (RUNS / name / "metrics.jsonl").is_file():
             shutil.copy(RUNS / name / "metrics.jsonl", out / f"{name}.metrics.jsonl")
+    for name in _continuing():
+        _collect_state(RUNS / name, out, name)
+
+
+def _newest_pair(run: Path) -> tuple[Path, Path] | None:
+    """The newest complete checkpoint (weights + optimiser/RNG/data-order state) of a run."""
+    pairs = sorted(
+        p for p in (run / "checkpoints").glob("step-*.safetensors")
+        if not p.name.endswith(".state.safetensors")
+        and p.with_suffix(".state.safetensors").is_file()
+    )  # fmt: skip
+    return (pairs[-1], pairs[-1].with_suffix(".state.safetensors")) if pairs else None
+
+
+def _collect_state(run: Path, out: Path, name: str) -> None:
+    """Three files (each under the 16 MiB a file that comes back may have, for a medium run):
+    the newest checkpoint pair, and a tar of run.json, metrics.jsonl and the best model."""
+    pair = _newest_pair(run)
+    if pair is None:
+        print(f"{name}: no checkpoint to collect", flush=True)
+        return
+    for old in out.glob(f"{name}-ckpt-*"):
+        old.unlink()
+    for src in pair:
+        shutil.copy(src, out / f"{name}-ckpt-{src.name}")
+    with tarfile.open(out / f"{name}-run.tar", "w") as tar:
+        for part in ("run.json", "metrics.jsonl", "model.safetensors"):
+            if (run / part).is_file():
+                tar.add(run / part, arcname=part)
+    print(f"{name}: collected {pair[0].name} and {name}-run.tar", flush=True)
+
+
+def cmd_restore(a) -> None:
+    """Put a continued run's collected files back into its folder under resources/training/."""
+    src = Path(a.files)
+    for name, (dest, _) in _continuing().items():
+        tar_path = src / f"{name}-run.tar"
+        ckpts = sorted(src.glob(f"{name}-ckpt-step-*.safetensors"))
+        models = [p for p in ckpts if not p.name.endswith(".state.safetensors")]
+        if not tar_path.is_file() or not models:
+            print(f"{name}: nothing collected in {src}", flush=True)
+            continue
+        model = models[-1]
+        state = model.with_suffix(".state.safetensors")
+        if not state.is_file():
+            raise SystemExit(f"{name}: {state.name} is missing; the checkpoint is incomplete")
+        with tarfile.open(tar_path) as tar:
+            names = set(tar.getnames())
+            if not names <= {"run.json", "metrics.jsonl", "model.safetensors"}:
+                raise SystemExit(f"{tar_path.name}: unexpected members {sorted(names)}")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(dest, **safe)  # members checked above: three plain file names
+        (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for old in (dest / "checkpoints").glob("step-*"):
+            old.unlink()
+        prefix = f"{name}-ckpt-"
+        for f in (model, state):
+            shutil.copy(f, dest / "checkpoints" / f.name[len(prefix) :])
+        print(f"{name}: {dest} now ends at {model.name[len(prefix) :]}", flush=True)
 
 
 def cmd_finish(a) -> None:
     deadline = float((RUNS / "deadline").read_text())
     if time.time() < deadline:
         _watch(deadline - time.time())
-    for name in RUN_SETTINGS:
+    for name in _names():
         _stop(name)
     _status()
     out = Path(a.out_dir)
@@ -231,8 +315,11 @@ def main(argv=None) -> int:
     f = sub.add_parser("finish")
     f.add_argument("--out-dir", required=True)
     f.add_argument("--no-bench", dest="bench", action="store_false")
+    r = sub.add_parser("restore", help="(here, after a lease) put continued runs back")
+    r.add_argument("files", help="the folder the lease's files came back to")
     a = p.parse_args(argv)
-    {"start": cmd_start, "watch": cmd_watch, "finish": cmd_finish}[a.cmd](a)
+    cmds = {"start": cmd_start, "watch": cmd_watch, "finish": cmd_finish, "restore": cmd_restore}
+    cmds[a.cmd](a)
     return 0
 
 
