@@ -44,3 +44,30 @@ def test_recogniser_reads_printed_text():
     img = Image.new("L", (320, 60), 255)
     ImageDraw.Draw(img).text((5, 5), "hello world", fill=0, font=ImageFont.load_default(size=36))
     assert Recogniser()(np.asarray(img)) == "hello world"
+
+
+@pytest.mark.parametrize("primed", [False, True])
+def test_bench_batch_sampler_matches_the_engine_sampler(primed):
+    """The bench writes its texts as one batch for speed; at batch 1 it must draw exactly what
+    engine.sampler's reference path draws, with and without a primer (Sec. 5.5)."""
+    import torch
+
+    from bench.legibility import sample_texts
+    from engine.alphabet import Alphabet
+    from engine.checkpoint import LoadedModel
+    from engine.data.corpus import NormStats
+    from engine.models import HandwritingModel, preset
+    from engine.sampler import Primer, sample
+
+    torch.manual_seed(0)
+    model = HandwritingModel(preset("tiny")).eval()
+    loaded = LoadedModel(
+        model, "synthesis", model.config, Alphabet(), NormStats((0.5, -0.1), (2.0, 1.5))
+    )
+    rng = np.random.default_rng(1)
+    ink = np.c_[rng.normal(size=(12, 2)), np.arange(12) % 5 == 4].astype(np.float32)
+    primer = Primer(ink, "ab") if primed else None
+    ours = sample_texts(loaded, ["hi"], 0.5, seed=3, steps_per_char=10, primer=primer)[0]
+    ref = sample(loaded, "hi", bias=0.5, seed=3, primer=primer, fast=False, steps_per_char=10)[0]
+    assert [len(s) for s in ours] == [len(s) for s in ref.strokes()]
+    np.testing.assert_allclose(np.concatenate(ours), np.concatenate(ref.strokes()), atol=1e-5)
