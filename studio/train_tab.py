@@ -121,7 +121,12 @@ class TrainTab(QWidget):
         left_w.setMaximumWidth(440)
 
         self.loss_plot = pg.PlotWidget(background="w", title="Loss (nats per point)")
-        self.loss_plot.addLegend()
+        # top right, opaque and in dark text: the default (top left, transparent, light grey)
+        # sat on the early, high part of the loss curve and was hard to read
+        legend = self.loss_plot.addLegend(
+            offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 230), pen=pg.mkPen(180, 180, 180)
+        )
+        legend.setLabelTextColor(pg.mkColor(40, 40, 40))
         self.loss_plot.setLabel("bottom", "step")
         self.train_curve = self.loss_plot.plot(pen=pg.mkPen(40, 90, 200, width=2), name="train")
         self.valid_curve = self.loss_plot.plot(
