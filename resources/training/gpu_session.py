@@ -57,7 +57,10 @@ RUN_SETTINGS = {
 # newest checkpoint pair and a tar of run.json, metrics.jsonl and the best model; `restore` puts
 # them back into the folder here, ready to commit.
 CONTINUE = {
-    "medium": ("resources/training/synthesis-medium", ["--batch-size", "128", "--cuda-graph"]),
+    "medium": (
+        "resources/training/synthesis-medium",
+        ["--batch-size", "128", "--max-len", "600", "--cuda-graph"],
+    ),
 }
 if "HW_CONTINUE" in os.environ:  # a CPU trial continues a small run of its own instead
     CONTINUE = {"cont": (os.environ["HW_CONTINUE"], [])}
