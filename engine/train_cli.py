@@ -311,6 +311,11 @@ def cmd_train(args) -> int:
                 progress.message(
                     f"step {r.step}: valid {v['nats_per_sequence']:.1f} nats/seq, "
                     f"{v['nats_per_point']:.4f} nats/pt, SSE {v['sse_per_point']:.4f}/pt"
+                    + (
+                        f", window focus {v['window_focus']:.2f}, at the end {v['window_end']:.0%}"
+                        if "window_focus" in v
+                        else ""
+                    )
                     + ("  (best)" if "best" in r.events else "")
                 )
             if "rollback" in r.events:
@@ -373,4 +378,7 @@ def cmd_eval(args) -> int:
         print(f"nats/sequence:     {metrics['nats_per_sequence']:.2f}")
         print(f"nats/point:        {metrics['nats_per_point']:.4f}")
         print(f"SSE/point:         {metrics['sse_per_point']:.4f}")
+        if "window_focus" in metrics:
+            print(f"window focus:      {metrics['window_focus']:.3f} (1 = one character at a time)")
+            print(f"window at the end: {metrics['window_end']:.1%} of lines")
     return 0

@@ -96,6 +96,31 @@ class Batch:
     rows: Tensor | None = None
 
 
+def window_reading(phi: Tensor, mask: Tensor, lengths: list[int]) -> tuple[float, float]:
+    """How sharply and how far the window reads the text, teacher-forced (Eqs. 46-47).
+
+    phi: (B, T, U+1) window weights; mask: (B, T) real points; lengths: characters per row.
+    Returns (sum over real points of max_u phi / sum_u phi over the row's real characters -- 1
+    when the window rests on one character, 1/3 when spread evenly over three --, number of rows
+    whose last point reads the last or second-to-last character most: the window has reached
+    the end of the text when the ink does). A diagnostic for researchers and for training runs:
+    a blurred or stalled window means the network does not know which letter it is writing.
+    """
+    B, T, _ = phi.shape
+    U = max(lengths)
+    chars = (
+        torch.arange(U, device=phi.device)[None] < torch.tensor(lengths, device=phi.device)[:, None]
+    )
+    p = phi[..., :U].float() * chars[:, None, :]
+    share = p.amax(-1) / p.sum(-1).clamp_min(1e-12)  # (B, T)
+    focus = float((share * mask).sum())
+    last = (mask.sum(1).long() - 1).clamp_min(0)  # index of each row's last real point
+    read = p[torch.arange(B, device=phi.device), last].argmax(-1)  # (B,)
+    want = torch.tensor(lengths, device=phi.device) - 1
+    ended = float(((read >= want - 1) & (mask.sum(1) > 0)).sum())
+    return focus, ended
+
+
 def collate(
     seqs: list[np.ndarray], texts: list[np.ndarray] | None, model: HandwritingModel, device
 ) -> Batch:
@@ -298,26 +323,34 @@ class HandwritingTask:
         return total, {k: float(v) for k, v in metrics.items()}
 
     def validate(self) -> dict:
-        """Whole validation lines (no cropping): nats/sequence, nats/point, SSE/point."""
+        """Whole validation lines (no cropping): nats/sequence, nats/point, SSE/point; for the
+        synthesis network also how the window reads the text (`window_focus`, `window_end`)."""
         if not self.valid_seqs:
             raise TrainDataError("the data has no validation sequences (split 1)")
         order = np.argsort([len(s) for s in self.valid_seqs], kind="stable")
-        total = sse = points = 0.0
+        total = sse = points = focus = ended = 0.0
         for start in range(0, len(order), self.val_batch_size):
             idx = order[start : start + self.val_batch_size]
             texts = [self.valid_text[i] for i in idx] if self.synthesis else None
             b = collate([self.valid_seqs[i] for i in idx], texts, self.model, self.device)
-            y_hat, _ = self.model(b.x, onehot=b.onehot)
+            y_hat, state = self.model(b.x, onehot=b.onehot, return_phi=self.synthesis)
             params = split_params(y_hat.float())
             nll = sequence_nll(params, b.target, b.mask)
             total += float(nll.total) * len(idx)
             points += float(nll.points)
             err = ((expected_offset(params) - b.target[..., :2]) ** 2).sum(-1)
             sse += float((err * b.mask).sum())
+            if self.synthesis:
+                f, e = window_reading(state.extras["phi"], b.mask, [len(t) for t in texts])
+                focus, ended = focus + f, ended + e
         n = len(self.valid_seqs)
-        return {
+        out = {
             "nats_per_sequence": total / n,
             "nats_per_point": total / max(points, 1.0),
             "sse_per_point": sse / max(points, 1.0),
             "sequences": float(n),
         }
+        if self.synthesis:
+            out["window_focus"] = focus / max(points, 1.0)
+            out["window_end"] = ended / n
+        return out

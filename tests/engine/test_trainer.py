@@ -301,3 +301,29 @@ def test_training_a_tiny_model_lowers_validation_loss():
     assert after["nats_per_sequence"] < before["nats_per_sequence"] - 20
     assert after["nats_per_point"] < before["nats_per_point"] - 0.5
     assert set(after) >= {"nats_per_sequence", "nats_per_point", "sse_per_point"}
+
+
+def test_window_reading_closed_forms():
+    """window_focus = max_u phi / sum_u phi over real characters, summed over real points;
+    window_end counts rows whose last real point reads the last or second-to-last character."""
+    from engine.train_data import window_reading
+
+    B, T, U1 = 2, 4, 5  # row 0: 3 characters, 4 points; row 1: 4 characters, 2 points
+    phi = torch.zeros(B, T, U1)
+    phi[0, :, 0] = 1.0  # row 0 rests on its first character: focus 1 per point, never ends
+    phi[0, :, 3:] = 9.0  # padding and the extra position U+1 are not characters: ignored
+    phi[1, :, :3] = 1.0  # row 1 spread evenly over three characters: focus 1/3 per point
+    phi[1, 1, 2] = 2.0  # ... except its last real point, which reads character 3 of 4 most
+    phi[1, 2:] = 0.0  # padded points carry no weight and are masked anyway
+    mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]])
+    focus, ended = window_reading(phi, mask, [3, 4])
+    assert focus == pytest.approx(4 * 1.0 + 1 / 3 + 2 / 4)
+    assert ended == 1.0  # row 1 only: character index 2 >= 4 - 2
+
+
+def test_synthesis_validation_reports_the_window_reading():
+    task = tiny_task(kind="synthesis", max_len=30)
+    with torch.no_grad():
+        v = task.validate()
+    assert 0.0 < v["window_focus"] <= 1.0 and 0.0 <= v["window_end"] <= 1.0
+    assert "window_focus" not in tiny_task(kind="prediction", max_len=30).validate()
