@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from engine import EngineError
 from engine.lstm import clip_derivative
+from engine.window import window_params
 
 CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
 WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
@@ -204,6 +205,7 @@ class FastStepper:
         self.by = self.model.output.bias.detach()
         if self.synthesis:
             lin = self.model.window.linear
+            self.window_kind = self.model.window.kind
             self.Wp, self.bp = lin.weight.detach().t().contiguous(), lin.bias.detach()  # Eq. 48
         self.fallback = None
         try:
@@ -363,7 +365,10 @@ class FastStepper:
     def _window(self) -> None:
         """Eqs. 46-51 from h^1_t, then phi's contribution to every layer's gates."""
         torch.addmm(self.bp, self.h1, self.Wp, out=self.abk)  # Eq. 48
-        self.abk.exp_()  # Eqs. 49-51
+        if self.window_kind == "graves":
+            self.abk.exp_()  # Eqs. 49-51
+        else:
+            self.abk.copy_(torch.cat(window_params(self.abk, self.window_kind), dim=-1))
         self.kappa.add_(self.kinc)  # Eq. 51
         d = torch.sub(self.kappa3, self.pos, out=self.d)  # (B, K, U+1)
         d.square_().mul_(self.beta3).neg_().exp_()

@@ -29,12 +29,17 @@ class HandwritingConfig:
     # "peephole": every layer as in Sec. 2.1; "lstm": the fast training variant, layers 2..N as
     # whole-sequence nn.LSTM without peepholes (deviation from Eqs. 7-10, see engine.fast)
     cell: str = "peephole"
+    # "graves": the window of Eqs. 49-51; "softplus": softmax weights, softplus width and step
+    # (an option, not the paper's; see engine.window)
+    window: str = "graves"
 
     def __post_init__(self):
         if self.kind not in ("synthesis", "prediction"):
             raise ValueError(f"kind must be 'synthesis' or 'prediction', not {self.kind!r}")
         if self.cell not in ("peephole", "lstm"):
             raise ValueError(f"cell must be 'peephole' or 'lstm', not {self.cell!r}")
+        if self.window not in ("graves", "softplus"):
+            raise ValueError(f"window must be 'graves' or 'softplus', not {self.window!r}")
         for name in ("hidden_size", "num_layers", "num_mixtures", "window_components"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -99,7 +104,11 @@ class HandwritingModel(nn.Module):
                 3 + V + cfg.hidden_size, cfg.hidden_size, cfg.num_layers - 1
             )
         self.stack = SkipLSTMStack(3, cfg.hidden_size, stacked, window_size=V)
-        self.window = SoftWindow(cfg.hidden_size, cfg.window_components) if self.synthesis else None
+        self.window = (
+            SoftWindow(cfg.hidden_size, cfg.window_components, cfg.window)
+            if self.synthesis
+            else None
+        )
         self.output = nn.Linear(cfg.num_layers * cfg.hidden_size, output_size(cfg.num_mixtures))
 
     # -- state -------------------------------------------------------------------------------

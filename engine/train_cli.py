@@ -22,6 +22,7 @@ RUN_DEFAULTS = {
     "preset": "small",
     "kind": "synthesis",
     "cell": "peephole",
+    "window": "graves",
     "steps": 10_000,
     "batch_size": 32,
     "lr": None,
@@ -43,7 +44,9 @@ RUN_DEFAULTS = {
     "init_from": None,
 }
 # changing these on --resume changes the data or the model: refused
-FIXED_ON_RESUME = ("corpus", "preset", "kind", "cell", "seed", "optimizer", "init_from")
+FIXED_ON_RESUME = (
+    "corpus", "preset", "kind", "cell", "window", "seed", "optimizer", "init_from"
+)  # fmt: skip
 # these may change on --resume (a curriculum: longer sequences later); the batch stream then
 # differs from an uninterrupted run, so the resume is no longer exact, and we say so
 CURRICULUM = ("batch_size", "max_len")
@@ -58,6 +61,12 @@ def add_commands(sub) -> None:
         "--cell",
         choices=["peephole", "lstm"],
         help="peephole = the paper's cells (default); lstm = fast variant, layers 2..N as nn.LSTM",
+    )
+    p.add_argument(
+        "--window",
+        choices=["graves", "softplus"],
+        help="synthesis window: graves = the paper's Eqs. 49-51 (default); softplus = softmax "
+        "weights and softplus width/step (an option, see engine/window.py)",
     )
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--steps", type=int, help="total optimiser steps (default 10000)")
@@ -125,7 +134,7 @@ def _settings(args) -> dict:
             raise EngineError(f"cannot resume: {run_json} does not exist")
         settings = json.loads(run_json.read_text())
         for k in FIXED_ON_RESUME:
-            if k in given and given[k] != settings.get(k):
+            if k in given and given[k] != settings.get(k, RUN_DEFAULTS[k]):
                 raise EngineError(f"--{k.replace('_', '-')} cannot change on --resume")
         for k in CURRICULUM:
             if k in given and given[k] != settings.get(k):
@@ -138,11 +147,13 @@ def _settings(args) -> dict:
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise EngineError(f"{out} already holds a run; use --resume or another --out")
     if given.get("init_from"):
-        clash = [k for k in ("preset", "kind", "cell") if k in given]
+        clash = [k for k in ("preset", "kind", "cell", "window") if k in given]
         if clash:
             flags = ", ".join(f"--{k}" for k in clash)
             raise EngineError(f"--init-from takes the network from the model file; drop {flags}")
-        return {**RUN_DEFAULTS, "preset": None, "kind": None, "cell": None, **given}
+        return {
+            **RUN_DEFAULTS, "preset": None, "kind": None, "cell": None, "window": None, **given
+        }  # fmt: skip
     return {**RUN_DEFAULTS, **given}
 
 
@@ -176,6 +187,7 @@ def _init_model(settings: dict, resume: bool, run_dir):
     except EngineError as exc:
         raise EngineError(f"--init-from: {exc}") from None
     settings["kind"], settings["cell"] = loaded.kind, loaded.config.cell
+    settings["window"] = loaded.config.window
     return loaded
 
 
@@ -212,6 +224,7 @@ def build(settings: dict, device, resume: bool, run_dir):
             settings["kind"],
             alphabet_size=len(alphabet),
             cell=settings.get("cell") or "peephole",
+            window=settings.get("window") or "graves",
         )
         model = HandwritingModel(config)
     task = HandwritingTask(

@@ -7,6 +7,8 @@ of a different summation order); bf16 weights: |dy_hat| <= 0.1 (relative
 weight rounding 2^-8); numpy mixture parameters vs torch: 1e-5 relative.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -326,3 +328,39 @@ def test_bad_weights_values_are_refused_clearly():
         resolve_weights(m, "fp16")
     with pytest.raises(FastPathError, match="weight_dtype"):
         FastStepper(m, weight_dtype="float32")
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_fast_step_matches_model_step_with_the_softplus_window(B):
+    m = _model(window="softplus")
+    assert m.window.kind == "softplus"
+    dy, dphi, stepper, state = _compare(m, _onehot(m, ["hello world"] * B), B)
+    assert dy <= 1e-4 and dphi <= 1e-5
+    assert torch.allclose(stepper.state().kappa, state.kappa, atol=1e-5)
+
+
+def test_softplus_window_closed_forms_and_round_trip(tmp_path):
+    from engine.window import window_params
+
+    raw = torch.tensor([[0.0, math.log(3.0), 0.0, 2.0, -40.0, 1.0]])  # K = 2
+    a, b, k = window_params(raw, "softplus")
+    assert torch.allclose(a, torch.tensor([[0.25, 0.75]]))  # softmax: weights sum to 1
+    assert torch.allclose(b, torch.tensor([[math.log(2.0), math.log1p(math.exp(2.0))]]))
+    assert k[0, 0] < 1e-15 and torch.isclose(k[0, 1], torch.tensor(math.log1p(math.e)))
+    a, b, k = window_params(raw, "graves")  # Eqs. 49-51
+    assert torch.allclose(a, torch.tensor([[1.0, 3.0]])) and torch.allclose(
+        b[0, 1], raw[0, 3].exp()
+    )
+    # both start at beta = 0.5 and 1/25 character per point; softplus weights 1/K
+    for kind, alpha0 in (("graves", 1.0), ("softplus", 1 / 2)):
+        w = HandwritingModel(preset("tiny", window=kind)).window
+        a, b, k = window_params(w.linear.bias, kind)
+        assert torch.allclose(a, torch.full_like(a, alpha0))
+        assert torch.allclose(b, torch.full_like(b, 0.5)) and torch.allclose(
+            k, torch.full_like(k, 0.04)
+        )
+    m = _model(window="softplus")
+    save_model(tmp_path / "m.safetensors", m, ALPHA, NormStats())
+    assert load_model(tmp_path / "m.safetensors").model.config.window == "softplus"
+    with pytest.raises(ValueError, match="window"):
+        preset("tiny", window="cosine")

@@ -109,3 +109,25 @@ def test_init_from_starts_a_new_run_from_a_model_files_weights(corpus_path, tmp_
                str(tmp_path / "y"), "--quiet"]  # fmt: skip
     assert main(missing) == 1
     assert "--init-from: no model file at" in capsys.readouterr().err
+
+
+def test_window_option_is_kept_in_the_model_and_fixed_on_resume(corpus_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = train_args(corpus_path, out, "--steps", "2", "--max-len", "20", "--window", "softplus")
+    assert main(args) == 0
+    assert load_model(out / "model.safetensors").model.config.window == "softplus"
+    assert json.loads((out / "run.json").read_text())["window"] == "softplus"
+    capsys.readouterr()
+    resume = ["train", "--out", str(out), "--resume", "--steps", "3", "--quiet"]
+    assert main([*resume, "--window", "graves"]) == 1
+    assert "--window cannot change" in capsys.readouterr().err
+    assert main(resume) == 0
+    assert load_model(out / "model.safetensors").model.config.window == "softplus"
+    # a run.json written before the option existed resumes as the paper's window
+    old = tmp_path / "old"
+    assert main(train_args(corpus_path, old, "--steps", "2", "--max-len", "20")) == 0
+    settings = json.loads((old / "run.json").read_text())
+    del settings["window"]
+    (old / "run.json").write_text(json.dumps(settings))
+    assert main(["train", "--out", str(old), "--resume", "--steps", "3", "--quiet",
+                 "--window", "graves"]) == 0  # fmt: skip
