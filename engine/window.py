@@ -7,10 +7,11 @@ Two parameterisations of the window's (alpha, beta, kappa increment) from h^1_t:
   the increment = softplus. The idea follows later work on Gaussian-mixture attention for speech
   synthesis (bounded, normalised mixture weights and softplus steps are reported to align
   sooner and more robustly). Why it is offered here: the bundled `graves` model's window,
-  teacher-forced on validation lines, flashes -- alpha jumps by orders of magnitude at single
-  points (pen lifts), reading the whole line at once -- and between flashes spreads over about
-  four characters (`window_focus` 0.28). A softmax bounds the window's total weight, and
-  softplus grows linearly where exp explodes.
+  teacher-forced on 24 validation lines, flashes at the point after every pen lift (94 % of
+  its flashes; 3 % of all points): the total of alpha jumps about 20-fold and the window reads
+  about 13 characters at once. Between flashes it spreads over about four characters
+  (`window_focus` 0.28). A softmax bounds the window's total weight, and softplus grows
+  linearly where exp explodes.
 """
 
 from __future__ import annotations
