@@ -131,9 +131,7 @@ def cer(refs: list[str], hyps: list[str]) -> float:
     return edits / max(1, sum(len(r) for r in refs))
 
 
-def sample_texts(
-    loaded, texts, bias: float, seed: int = 0, steps_per_char: int = 40, primer=None
-):
+def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int = 40, primer=None):
     """Write every text at once as one batch (rows padded; each row stops by the Sec. 5.3 rule
     on its own length or after steps_per_char * (len + 1) steps). Same drawing as
     engine.sampler, batched across different texts, which the bench needs for speed.
