@@ -162,14 +162,12 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     done, out = np.zeros(B, bool), [[] for _ in range(B)]
     with torch.inference_mode():
         if primer is not None:  # x_1 = 0, then the primer's points, all teacher-forced
-            p = np.asarray(primer.offsets, np.float32).reshape(-1, 3)
+            p = norm.normalise(np.asarray(primer.offsets, np.float32).reshape(-1, 3))
             xs = np.concatenate([np.zeros((1, 3), np.float32), p[:-1]])
-            xs[1:, :2] = (xs[1:, :2] - norm.mean) / np.asarray(norm.std)
             xs_t = torch.as_tensor(xs)[None].expand(B, -1, -1).contiguous()
             for x_t in xs_t.unbind(1):
                 _, state, _ = model.step(x_t, state, onehot, positions)
-            x = torch.as_tensor(np.repeat(((p[-1:] - [*norm.mean, 0]) / [*norm.std, 1]), B, 0))
-            x = x.to(torch.float32)
+            x = torch.as_tensor(np.repeat(p[-1:], B, 0))
         for t in range(steps_per_char * (U + 1)):
             y_hat, state, phi = model.step(x, state, onehot, positions)
             offset = _draw(_params_to_numpy(y_hat, bias, norm), rng)

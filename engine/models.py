@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from engine.lstm import SkipLSTMStack, clip_derivative
 from engine.mixture import output_size
-from engine.window import SoftWindow
+from engine.window import WINDOWS, SoftWindow
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class HandwritingConfig:
             raise ValueError(f"kind must be 'synthesis' or 'prediction', not {self.kind!r}")
         if self.cell not in ("peephole", "lstm"):
             raise ValueError(f"cell must be 'peephole' or 'lstm', not {self.cell!r}")
-        if self.window not in ("graves", "softplus"):
-            raise ValueError(f"window must be 'graves' or 'softplus', not {self.window!r}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {self.window!r}")
         for name in ("hidden_size", "num_layers", "num_mixtures", "window_components"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

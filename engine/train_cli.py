@@ -175,7 +175,7 @@ def load_for_training(path):
 
 
 def _init_model(settings: dict, resume: bool, run_dir):
-    """The model of --init-from, checked; fills the run's kind and cell from it. A resumed
+    """The model of --init-from, checked; fills the run's kind, cell and window from it. A resumed
     run takes the network and normalisation from its own model file (the checkpoint then
     restores the weights), so the original file need not be kept."""
     path = Path(settings["init_from"])

@@ -106,18 +106,18 @@ def window_reading(phi: Tensor, mask: Tensor, lengths: list[int]) -> tuple[float
     the end of the text when the ink does). A diagnostic for researchers and for training runs:
     a blurred or stalled window means the network does not know which letter it is writing.
     """
-    B, T, _ = phi.shape
-    U = max(lengths)
+    B, U = phi.shape[0], max(lengths)
     chars = (
         torch.arange(U, device=phi.device)[None] < torch.tensor(lengths, device=phi.device)[:, None]
     )
     p = phi[..., :U].float() * chars[:, None, :]
     share = p.amax(-1) / p.sum(-1).clamp_min(1e-12)  # (B, T)
     focus = float((share * mask).sum())
-    last = (mask.sum(1).long() - 1).clamp_min(0)  # index of each row's last real point
+    n_points = mask.sum(1)
+    last = (n_points.long() - 1).clamp_min(0)  # index of each row's last real point
     read = p[torch.arange(B, device=phi.device), last].argmax(-1)  # (B,)
     want = torch.tensor(lengths, device=phi.device) - 1
-    ended = float(((read >= want - 1) & (mask.sum(1) > 0)).sum())
+    ended = float(((read >= want - 1) & (n_points > 0)).sum())
     return focus, ended
 
 
