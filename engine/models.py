@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
+from engine.data.preprocess import CORPUS_STEP
 from engine.lstm import SkipLSTMStack, clip_derivative
 from engine.mixture import output_size
 from engine.window import WINDOWS, SoftWindow
@@ -32,6 +33,11 @@ class HandwritingConfig:
     # "graves": the window of Eqs. 49-51; "softplus": softmax weights, softplus width and step
     # (an option, not the paper's; see engine.window)
     window: str = "graves"
+    # arc-length spacing of the ink the network reads and writes, in preprocessed units (body
+    # height 10): 0.9 is the corpus's ~27 points per character (the paper's "more than 25
+    # timesteps" per letter); 1.8 halves the points per character (engine.data.preprocess.
+    # respace), so a line is half as many steps to train, sample and align the window over
+    point_step: float = CORPUS_STEP
 
     def __post_init__(self):
         if self.kind not in ("synthesis", "prediction"):
@@ -40,6 +46,8 @@ class HandwritingConfig:
             raise ValueError(f"cell must be 'peephole' or 'lstm', not {self.cell!r}")
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {self.window!r}")
+        if not (isinstance(self.point_step, (int, float)) and 0.1 <= self.point_step <= 10):
+            raise ValueError(f"point_step must be between 0.1 and 10, not {self.point_step!r}")
         for name in ("hidden_size", "num_layers", "num_mixtures", "window_components"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

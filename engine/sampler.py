@@ -22,6 +22,7 @@ from itertools import accumulate
 import numpy as np
 
 from engine import EngineError
+from engine.data.preprocess import respace
 from engine.strokes import NormStats, offsets_to_strokes
 
 MAX_LINE_CHARS = 300  # one line of handwriting; longer text must be split into lines
@@ -37,7 +38,8 @@ class SamplingError(EngineError, ValueError):
 @dataclass(frozen=True)
 class Primer:
     """Real ink and its text that sampling continues from (Sec. 5.5).
-    offsets: (T, 3) preprocessed but NOT normalised (data units), as in a Corpus."""
+    offsets: (T, 3) preprocessed but NOT normalised (data units), as in a Corpus (at its point
+    spacing; generate resamples them to the network's point_step)."""
 
     offsets: np.ndarray
     text: str
@@ -190,6 +192,7 @@ def generate(
         prime_x = np.asarray(primer.offsets, np.float32).reshape(-1, 3)
         if len(prime_x) == 0 or not np.isfinite(prime_x).all():
             raise SamplingError("the primer ink is empty or has non-finite points")
+        prime_x = respace(prime_x, model.config.point_step)  # to the network's spacing
     if model.synthesis:
         if text is None:
             raise SamplingError("the synthesis model needs text to write")

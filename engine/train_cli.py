@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from engine import EngineError
+from engine.data.preprocess import CORPUS_STEP
 
 # settings kept in run.json; None defaults mean "not given on the command line"
 RUN_DEFAULTS = {
@@ -23,6 +24,7 @@ RUN_DEFAULTS = {
     "kind": "synthesis",
     "cell": "peephole",
     "window": "graves",
+    "point_step": CORPUS_STEP,
     "steps": 10_000,
     "batch_size": 32,
     "lr": None,
@@ -45,7 +47,7 @@ RUN_DEFAULTS = {
 }
 # changing these on --resume changes the data or the model: refused
 FIXED_ON_RESUME = (
-    "corpus", "preset", "kind", "cell", "window", "seed", "optimizer", "init_from"
+    "corpus", "preset", "kind", "cell", "window", "point_step", "seed", "optimizer", "init_from"
 )  # fmt: skip
 # these may change on --resume (a curriculum: longer sequences later); the batch stream then
 # differs from an uninterrupted run, so the resume is no longer exact, and we say so
@@ -67,6 +69,12 @@ def add_commands(sub) -> None:
         choices=["graves", "softplus"],
         help="synthesis window: graves = the paper's Eqs. 49-51 (default); softplus = softmax "
         "weights and softplus width/step (an option, see engine/window.py)",
+    )
+    p.add_argument(
+        "--point-step",
+        type=float,
+        help="arc-length spacing of the ink the network learns, in preprocessed units: 0.9 = "
+        "the corpus's ~27 points per character (default); 1.8 halves the points per character",
     )
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--steps", type=int, help="total optimiser steps (default 10000)")
@@ -129,6 +137,8 @@ def _settings(args) -> dict:
     out = Path(args.out)
     run_json = out / "run.json"
     given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k, None) is not None}
+    if "point_step" in given and not 0.1 <= given["point_step"] <= 10:
+        raise EngineError(f"--point-step must be between 0.1 and 10, not {given['point_step']}")
     if args.resume:
         if not run_json.is_file():
             raise EngineError(f"cannot resume: {run_json} does not exist")
@@ -147,12 +157,13 @@ def _settings(args) -> dict:
     if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise EngineError(f"{out} already holds a run; use --resume or another --out")
     if given.get("init_from"):
-        clash = [k for k in ("preset", "kind", "cell", "window") if k in given]
+        clash = [k for k in ("preset", "kind", "cell", "window", "point_step") if k in given]
         if clash:
             flags = ", ".join(f"--{k}" for k in clash)
             raise EngineError(f"--init-from takes the network from the model file; drop {flags}")
         return {
-            **RUN_DEFAULTS, "preset": None, "kind": None, "cell": None, "window": None, **given
+            **RUN_DEFAULTS, "preset": None, "kind": None, "cell": None, "window": None,
+            "point_step": None, **given,
         }  # fmt: skip
     return {**RUN_DEFAULTS, **given}
 
@@ -188,6 +199,7 @@ def _init_model(settings: dict, resume: bool, run_dir):
         raise EngineError(f"--init-from: {exc}") from None
     settings["kind"], settings["cell"] = loaded.kind, loaded.config.cell
     settings["window"] = loaded.config.window
+    settings["point_step"] = loaded.config.point_step
     return loaded
 
 
@@ -213,7 +225,9 @@ def build(settings: dict, device, resume: bool, run_dir):
         split = split[keep]
     alphabet = Alphabet()
     torch.manual_seed(settings["seed"])
-    norm = corpus.norm
+    point_step = settings.get("point_step") or CORPUS_STEP
+    # the corpus's normalisation fits its own spacing; at another one the task fits a new one
+    norm = corpus.norm if point_step == CORPUS_STEP else None
     if settings.get("init_from"):
         loaded = _init_model(settings, resume, run_dir)
         model, norm = loaded.model, loaded.norm  # the weights expect their own normalisation
@@ -225,6 +239,7 @@ def build(settings: dict, device, resume: bool, run_dir):
             alphabet_size=len(alphabet),
             cell=settings.get("cell") or "peephole",
             window=settings.get("window") or "graves",
+            point_step=point_step,
         )
         model = HandwritingModel(config)
     task = HandwritingTask(

@@ -19,6 +19,7 @@ from torch import Tensor
 from engine import EngineError
 from engine.alphabet import Alphabet
 from engine.data.corpus import spread
+from engine.data.preprocess import respace
 from engine.mixture import expected_offset, sequence_nll, split_params
 from engine.models import HandwritingModel
 from engine.strokes import NormStats
@@ -148,11 +149,13 @@ def collate(
 class HandwritingTask:
     """Trains the prediction (Sec. 4) or synthesis (Sec. 5) network; implements trainer.Task.
 
-    `offsets` are preprocessed but NOT normalised (as in a Corpus); `split` is 0 for training,
-    1 for validation. Sequences longer than `max_len` are cropped for training: synthesis keeps
-    the prefix with the WHOLE text (a prefix of a line is a valid draw from Pr(x | c), so the
-    text stays correct; the window simply never reaches the end of long lines), prediction
-    takes a random window (x_1 is reset to the zero vector by collate).
+    `offsets` are preprocessed but NOT normalised (as in a Corpus, at its point spacing; they
+    are resampled to the network's `point_step`); `split` is 0 for training, 1 for validation;
+    `norm` None fits the normalisation on the (resampled) training split. Sequences longer
+    than `max_len` are cropped for training: synthesis keeps the prefix with the WHOLE text (a
+    prefix of a line is a valid draw from Pr(x | c), so the text stays correct; the window
+    simply never reaches the end of long lines), prediction takes a random window (x_1 is
+    reset to the zero vector by collate).
     """
 
     def __init__(
@@ -161,7 +164,7 @@ class HandwritingTask:
         texts: list[str],
         offsets: list[np.ndarray],
         split,
-        norm: NormStats,
+        norm: NormStats | None,
         alphabet: Alphabet,
         batch_size: int = 32,
         max_len: int | None = None,
@@ -175,7 +178,7 @@ class HandwritingTask:
             raise TrainDataError("texts, offsets and split must have the same length")
         if max_len is not None and max_len < 2:
             raise TrainDataError("max_len must be >= 2")
-        self.model, self.norm, self.alphabet = model, norm, alphabet
+        self.model, self.alphabet = model, alphabet
         self.synthesis = model.config.kind == "synthesis"
         if self.synthesis and len(alphabet) != model.config.alphabet_size:
             raise TrainDataError(
@@ -185,16 +188,19 @@ class HandwritingTask:
         self.batch_size, self.max_len, self.seed = batch_size, max_len, seed
         self.val_batch_size, self.device = val_batch_size, torch.device("cpu")
         self.description = description or {}
-        seqs = [norm.normalise(np.asarray(o, np.float32)) for o in offsets]
-        codes = [self._encode(t, i) for i, t in enumerate(texts)] if self.synthesis else None
         train = np.flatnonzero(split == 0)
         valid = np.flatnonzero(split == 1)
         if len(train) == 0:
             raise TrainDataError("the data has no training sequences (split 0)")
         if val_max_sequences is not None:
             valid = spread(valid, val_max_sequences)  # not the first N: a few writers only
-        self.train_seqs = [seqs[i] for i in train]
-        self.valid_seqs = [seqs[i] for i in valid]
+        step = model.config.point_step  # resampling is a no-op at the corpus's own spacing
+        train_off = [respace(offsets[i], step) for i in train]
+        valid_off = [respace(offsets[i], step) for i in valid]
+        self.norm = norm if norm is not None else NormStats.fit(train_off)
+        codes = [self._encode(t, i) for i, t in enumerate(texts)] if self.synthesis else None
+        self.train_seqs = [self.norm.normalise(o) for o in train_off]
+        self.valid_seqs = [self.norm.normalise(o) for o in valid_off]
         self.train_text = [codes[i] for i in train] if codes else None
         self.valid_text = [codes[i] for i in valid] if codes else None
         cap = max_len or 1 << 30

@@ -152,6 +152,25 @@ def resample(stroke: np.ndarray, step: float) -> np.ndarray:
     return resample_many([stroke], step)[0]
 
 
+CORPUS_STEP = PreprocessConfig().step  # the spacing preprocess_ink gives and corpora store
+
+
+def respace(offsets: np.ndarray, step: float, source_step: float = CORPUS_STEP) -> np.ndarray:
+    """Preprocessed offsets (T, 3) -> the same ink resampled to arc-length spacing `step`.
+
+    A network may be trained on sparser points than the corpus stores (HandwritingConfig.
+    point_step): fewer points per character mean shorter sequences for the same text. Equal
+    steps return the offsets unchanged; the first point stays at the origin.
+    """
+    offsets = np.asarray(offsets, np.float32)
+    if not step > 0:
+        raise InkError(f"point spacing must be positive, got {step}")
+    if abs(step - source_step) < 1e-9 or len(offsets) == 0:
+        return offsets
+    out = resample_many(offsets_to_strokes(offsets), step)
+    return strokes_to_offsets(out, origin=out[0][0])
+
+
 def split_glitches(stroke: np.ndarray, max_len: float) -> list[np.ndarray]:
     """Drop lone far-away points; split the stroke at any remaining over-long step."""
     return _unpack(*_split_glitches(*_checked([stroke]), max_len))

@@ -19,6 +19,7 @@ from engine.data.preprocess import (
     preprocess_strokes,
     resample,
     resample_many,
+    respace,
     split_glitches,
 )
 from engine.strokes import NormStats, offsets_to_strokes, strokes_to_offsets
@@ -56,6 +57,27 @@ def test_resampling_keeps_stroke_count_endpoints_and_spacing(ss, step):
         assert (gaps <= step * (1 + 1e-6) + 1e-9).all()
         length = np.hypot(*np.diff(a, axis=0).T).sum()
         assert len(b) <= length / step + 2
+
+
+def test_respace_resamples_preprocessed_offsets_to_a_sparser_spacing():
+    wave = np.column_stack([np.linspace(0, 60, 200), 8 * np.sin(np.linspace(0, 9, 200))])
+    corner = np.array([[70.0, 2.0], [80.0, 6.0], [84.0, -3.0]])
+    ink = Ink("ab", [wave, corner, np.array([[90.0, 0.0]])])
+    dense = preprocess_ink(ink)
+    assert np.array_equal(respace(dense, PreprocessConfig().step), dense)  # same spacing: as is
+    sparse = respace(dense, 1.8)
+    assert np.array_equal(sparse[0], [0, 0, 0])  # first point at the origin, as in a corpus
+    a, b = offsets_to_strokes(dense), offsets_to_strokes(sparse)
+    assert len(a) == len(b) == 3  # strokes kept, the one-point dot too
+    for s, t in zip(a, b):
+        np.testing.assert_allclose(t[[0, -1]], s[[0, -1]], atol=1e-4)  # endpoints kept
+        if len(s) > 1:
+            assert np.hypot(*np.diff(t, axis=0).T).max() <= 1.8 + 1e-4
+    gaps = np.hypot(*np.diff(b[0], axis=0).T)  # a smooth stroke: evenly spaced along its arc
+    assert gaps.min() > 0.9 * 1.8
+    assert 0.4 < len(sparse) / len(dense) < 0.6
+    with pytest.raises(EngineError, match="point spacing must be positive"):
+        respace(dense, 0.0)
 
 
 @settings(max_examples=25, deadline=None)

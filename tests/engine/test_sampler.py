@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.alphabet import Alphabet, UnsupportedCharactersError
+from engine.data.preprocess import resample_many, respace
 from engine.models import HandwritingModel, preset
 from engine.sampler import (
     Primer,
@@ -17,7 +18,7 @@ from engine.sampler import (
     generate,
     sample,
 )
-from engine.strokes import NormStats
+from engine.strokes import NormStats, strokes_to_offsets
 
 ALPHA = Alphabet()
 
@@ -91,6 +92,23 @@ def test_priming_emits_the_primer_first(model):
     assert np.allclose(emitted, prim, atol=1e-6)
     assert all(s.primed for s in steps[:25]) and not steps[25].primed
     assert steps[0].phi.shape[1] == len("old new") + 1  # c' = c + s (with a space)
+
+
+def test_a_sparser_network_is_primed_with_the_primer_at_its_own_spacing():
+    """A network trained at point_step 1.8 reads the primer resampled to 1.8, not the
+    corpus's 0.9 points: it was never shown ink that dense."""
+    torch.manual_seed(0)
+    sparse = HandwritingModel(preset("tiny", point_step=1.8)).eval()
+    t = np.linspace(0, 4 * np.pi, 60)
+    stroke = np.column_stack([3 * t, 4 * np.sin(t)])
+    prim = strokes_to_offsets(resample_many([stroke], 0.9), origin=stroke[0])
+    want = respace(prim, 1.8)
+    assert len(want) < 0.6 * len(prim)
+    steps = list(
+        generate(sparse, "new", alphabet=ALPHA, seed=3, primer=Primer(prim, "old"), max_steps=80)
+    )
+    primed = np.array([s.offset[0] for s in steps if s.primed])
+    np.testing.assert_allclose(primed, want, atol=1e-5)
 
 
 def test_batch_variants_differ_but_share_the_text(model):

@@ -131,3 +131,34 @@ def test_window_option_is_kept_in_the_model_and_fixed_on_resume(corpus_path, tmp
     (old / "run.json").write_text(json.dumps(settings))
     assert main(["train", "--out", str(old), "--resume", "--steps", "3", "--quiet",
                  "--window", "graves"]) == 0  # fmt: skip
+
+
+def test_point_step_trains_on_resampled_ink_and_is_fixed_on_resume(corpus_path, tmp_path, capsys):
+    from engine.data.corpus import load_corpus
+    from engine.data.preprocess import respace
+    from engine.strokes import NormStats
+
+    out = tmp_path / "run"
+    args = train_args(corpus_path, out, "--steps", "2", "--max-len", "20", "--point-step", "1.8")
+    assert main(args) == 0
+    loaded = load_model(out / "model.safetensors")
+    assert loaded.config.point_step == 1.8
+    corpus = load_corpus(corpus_path)
+    train = [respace(o, 1.8) for o, s in zip(corpus.offsets, corpus.split) if s == 0]
+    fit = NormStats.fit(train)  # the normalisation of the resampled ink, not the corpus's
+    np.testing.assert_allclose(loaded.norm.std, fit.std, rtol=1e-6)
+    assert not np.allclose(loaded.norm.std, corpus.norm.std, rtol=1e-3)
+    capsys.readouterr()
+    resume = ["train", "--out", str(out), "--resume", "--steps", "3", "--quiet"]
+    assert main([*resume, "--point-step", "0.9"]) == 1
+    assert "--point-step cannot change" in capsys.readouterr().err
+    assert main(resume) == 0
+    # eval reads the corpus at the model's spacing: the same figure as the trainer's validation
+    assert main(["eval", "--model", str(out / "model.safetensors"), "--corpus", str(corpus_path),
+                 "--json"]) == 0  # fmt: skip
+    got = json.loads(capsys.readouterr().out)
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    best = min(m["validation"]["nats_per_sequence"] for m in metrics if m.get("validation"))
+    assert got["nats_per_sequence"] == pytest.approx(best, rel=1e-4)
+    assert main([*args[:-2], "--point-step", "0"]) == 1
+    assert "--point-step must be between 0.1 and 10" in capsys.readouterr().err
