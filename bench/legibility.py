@@ -90,9 +90,17 @@ class Recogniser:
         return "".join(out).strip()
 
 
-def render_line(strokes: list[np.ndarray], margin: float = 0.05, px_height: int = 96) -> np.ndarray:
-    """Black ink on white, cropped tightly to the ink with `margin`; (H, W) uint8."""
+def render_line(
+    strokes: list[np.ndarray], margin: float = 0.05, px_height: int = 96, smooth: bool = False
+) -> np.ndarray:
+    """Black ink on white, cropped tightly to the ink with `margin`; (H, W) uint8. `smooth`
+    draws the spline through the points, as the studio and the exports do (engine.render);
+    off by default so figures stay comparable with those measured before it existed."""
+    from engine.strokes import smooth_stroke
+
     strokes = [np.asarray(s, np.float64) for s in strokes if len(s)]
+    if smooth:
+        strokes = [smooth_stroke(s) if len(s) > 2 else s for s in strokes]
     if not strokes:
         return np.full((px_height, px_height), 255, np.uint8)
     pts = np.concatenate(strokes)
@@ -140,6 +148,7 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     Returns a list of stroke lists."""
     import torch
 
+    from engine.data.preprocess import respace
     from engine.sampler import _draw, _params_to_numpy, primed_text
     from engine.strokes import offsets_to_strokes
 
@@ -162,7 +171,8 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     done, out = np.zeros(B, bool), [[] for _ in range(B)]
     with torch.inference_mode():
         if primer is not None:  # x_1 = 0, then the primer's points, all teacher-forced
-            p = norm.normalise(np.asarray(primer.offsets, np.float32).reshape(-1, 3))
+            p = np.asarray(primer.offsets, np.float32).reshape(-1, 3)
+            p = norm.normalise(respace(p, model.config.point_step))  # as engine.sampler does
             xs = np.concatenate([np.zeros((1, 3), np.float32), p[:-1]])
             xs_t = torch.as_tensor(xs)[None].expand(B, -1, -1).contiguous()
             for x_t in xs_t.unbind(1):
@@ -185,7 +195,15 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
 
 
 def score_model(
-    model_path, biases, texts, seed=0, save_png=None, rec=None, sheet=None, primer=None
+    model_path,
+    biases,
+    texts,
+    seed=0,
+    save_png=None,
+    rec=None,
+    sheet=None,
+    primer=None,
+    smooth=False,
 ) -> dict:
     from engine.checkpoint import load_model
 
@@ -197,7 +215,7 @@ def score_model(
         strokes = sample_texts(loaded, texts, bias, seed, primer=primer)
         hyps = []
         for i, (text, st) in enumerate(zip(texts, strokes)):
-            img = render_line(st)
+            img = render_line(st, smooth=smooth)
             hyps.append(rec(img))
             if i < 6:
                 rows.append((st, f"bias {bias:g}: {text!r} -> OCR {hyps[-1]!r}"))
@@ -216,7 +234,7 @@ def score_model(
     return results
 
 
-def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
+def score_real(corpus_path, n, rec=None, save_png=None, smooth=False) -> dict:
     from engine.data.corpus import load_corpus, spread
     from engine.strokes import offsets_to_strokes
 
@@ -226,7 +244,7 @@ def score_real(corpus_path, n, rec=None, save_png=None) -> dict:
     refs = [corpus.texts[i] for i in idx]
     hyps = []
     for k, i in enumerate(idx):
-        img = render_line(offsets_to_strokes(corpus.offsets[i]))
+        img = render_line(offsets_to_strokes(corpus.offsets[i]), smooth=smooth)
         hyps.append(rec(img))
         if save_png is not None and k < 4:
             Path(save_png).mkdir(parents=True, exist_ok=True)
@@ -246,6 +264,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--primer", help="prime every line with this ink (style .json or .inkml with its text)"
+    )
+    ap.add_argument(
+        "--smooth", action="store_true", help="draw the spline through the points (as the studio)"
     )
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -270,17 +291,26 @@ def main(argv=None) -> int:
     rec = Recogniser()
     out: dict = {}
     if args.real and Path(corpus).is_file():
-        out["real_ink"] = score_real(corpus, args.real, rec, args.save_png)
+        out["real_ink"] = score_real(corpus, args.real, rec, args.save_png, args.smooth)
         real = out["real_ink"]
         print(f"real validation ink: CER {real['cer']:.3f} ({real['lines']} lines)")
     if args.model:
         out["model"] = score_model(
-            args.model, args.bias, texts, args.seed, args.save_png, rec, args.sheet, primer
+            args.model,
+            args.bias,
+            texts,
+            args.seed,
+            args.save_png,
+            rec,
+            args.sheet,
+            primer,
+            args.smooth,
         )
         if primer is not None:
             out["primer"] = {"path": str(args.primer), "text": primer.text}
         for k, v in out["model"].items():
             print(f"model {k}: CER {v['cer']:.3f} over {len(texts)} texts ({v['seconds']} s)")
+    out["smooth"] = args.smooth
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

@@ -46,10 +46,11 @@ def test_recogniser_reads_printed_text():
     assert Recogniser()(np.asarray(img)) == "hello world"
 
 
-@pytest.mark.parametrize("primed", [False, True])
-def test_bench_batch_sampler_matches_the_engine_sampler(primed):
+@pytest.mark.parametrize("primed,point_step", [(False, 0.9), (True, 0.9), (True, 2.7)])
+def test_bench_batch_sampler_matches_the_engine_sampler(primed, point_step):
     """The bench writes its texts as one batch for speed; at batch 1 it must draw exactly what
-    engine.sampler's reference path draws, with and without a primer (Sec. 5.5)."""
+    engine.sampler's reference path draws, with and without a primer (Sec. 5.5), also for a
+    network of sparser points (the primer resampled to its spacing on both paths)."""
     import torch
 
     from bench.legibility import sample_texts
@@ -60,12 +61,12 @@ def test_bench_batch_sampler_matches_the_engine_sampler(primed):
     from engine.sampler import Primer, sample
 
     torch.manual_seed(0)
-    model = HandwritingModel(preset("tiny")).eval()
+    model = HandwritingModel(preset("tiny", point_step=point_step)).eval()
     loaded = LoadedModel(
         model, "synthesis", model.config, Alphabet(), NormStats((0.5, -0.1), (2.0, 1.5))
     )
     rng = np.random.default_rng(1)
-    ink = np.c_[rng.normal(size=(12, 2)), np.arange(12) % 5 == 4].astype(np.float32)
+    ink = np.c_[rng.normal(size=(40, 2)), np.arange(40) % 9 == 8].astype(np.float32)
     primer = Primer(ink, "ab") if primed else None
     ours = sample_texts(loaded, ["hi"], 0.5, seed=3, steps_per_char=10, primer=primer)[0]
     ref = sample(loaded, "hi", bias=0.5, seed=3, primer=primer, fast=False, steps_per_char=10)[0]
