@@ -1,7 +1,9 @@
 """Qt-free rendering of handwriting: SVG, PNG (Pillow), animated SVG and GIF.
 
 Strokes are absolute points in screen coordinates (y down). The CLI and the studio export
-through these functions so a file looks the same whichever wrote it.
+through these functions so a file looks the same whichever wrote it. Strokes are drawn as the
+smooth curve through their points (engine.strokes.bezier_segments; `smooth=False` draws the
+polyline): networks that write sparse points (point_step 2.7) would otherwise show corners.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from engine import EngineError
+from engine.strokes import bezier_segments, smooth_stroke
+
+SMOOTH_STEPS = 4  # curve points per pair of ink points when drawing with Pillow
 
 
 class RenderError(EngineError, ValueError):
@@ -55,11 +60,35 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
-def _path_d(s: np.ndarray) -> str:
+def _path_d(s: np.ndarray, smooth: bool = True) -> str:
+    """SVG path data: the spline through the points as cubic Beziers (strokes.bezier_segments),
+    or with smooth False the polyline."""
     if len(s) == 1:  # a dot: a zero-length segment draws with round caps
         s = np.vstack([s, s + [0.01, 0]])
     head = f"M{_fmt(s[0, 0])} {_fmt(s[0, 1])}"
-    return head + "".join(f" L{_fmt(x)} {_fmt(y)}" for x, y in s[1:])
+    if not smooth or len(s) < 3:
+        return head + "".join(f" L{_fmt(x)} {_fmt(y)}" for x, y in s[1:])
+    return head + "".join(
+        " C" + " ".join(f"{_fmt(x)} {_fmt(y)}" for x, y in seg[1:]) for seg in bezier_segments(s)
+    )
+
+
+def _densify(strokes, pressure, smooth: bool):
+    """Strokes (and per-point pressure) with spline points added for drawing as polylines."""
+    if not smooth:
+        return strokes, pressure
+    out = [smooth_stroke(s, SMOOTH_STEPS) if len(s) > 2 else s for s in strokes]
+    if pressure is None:
+        return out, None
+    dense = []
+    for s, p in zip(strokes, pressure):
+        if p is None or len(s) <= 2:
+            dense.append(p)
+            continue
+        p = np.asarray(p, float).reshape(-1)
+        at = np.arange((len(s) - 1) * SMOOTH_STEPS + 1) / SMOOTH_STEPS
+        dense.append(np.interp(at, np.arange(len(p)), p))
+    return out, dense
 
 
 def _svg_open(b: Bounds, background: str | None) -> list[str]:
@@ -86,6 +115,7 @@ def render_svg(
     background: str | None = None,
     margin: float = 10.0,
     pressure: list[np.ndarray] | None = None,
+    smooth: bool = True,
 ) -> str:
     """SVG text with one <path> per stroke. With `pressure` (one array per stroke, 0..1),
     each stroke is split into segments whose width follows the pressure."""
@@ -98,12 +128,13 @@ def render_svg(
             p = np.clip(np.asarray(pressure[i], dtype=float).reshape(-1), 0.05, 1.0)
             widths = " ".join(_fmt(stroke_width * 2 * v) for v in p)
             # one path per stroke; the per-point widths ride along for tools that read them
+            mean_width = _fmt(stroke_width * 2 * p.mean())
             parts.append(
-                f'<path d="{_path_d(s)}" stroke-width="{_fmt(stroke_width * 2 * p.mean())}" '
+                f'<path d="{_path_d(s, smooth)}" stroke-width="{mean_width}" '
                 f'data-widths="{widths}"/>'
             )
         else:
-            parts.append(f'<path d="{_path_d(s)}" stroke-width="{_fmt(stroke_width)}"/>')
+            parts.append(f'<path d="{_path_d(s, smooth)}" stroke-width="{_fmt(stroke_width)}"/>')
     parts.append("</g></svg>")
     return "\n".join(parts)
 
@@ -120,6 +151,7 @@ def render_image(
     pressure: list[np.ndarray] | None = None,
     supersample: int = 2,
     frame: Bounds | None = None,
+    smooth: bool = True,
 ):
     """A Pillow image of the ink. `height` (pixels) overrides `scale`. background None =
     transparent. Lines are drawn supersampled, then downscaled for smooth edges. `frame`
@@ -128,6 +160,7 @@ def render_image(
 
     strokes = _clean(strokes)
     b = frame or bounds(strokes, margin)
+    strokes, pressure = _densify(strokes, pressure, smooth)
     if height is not None:
         scale = height / max(b.height, 1e-6)
     W = max(1, int(round(b.width * scale)))
@@ -183,11 +216,13 @@ def render_animated_svg(
     color: str = "#1a1a2e",
     margin: float = 10.0,
     background: str | None = "white",
+    smooth: bool = True,
 ) -> str:
     """An SVG whose strokes draw themselves in order (SMIL stroke-dashoffset animation).
     Timing follows `times` (seconds per point) when given, else pen-path length."""
     strokes = _clean(strokes)
-    lengths = [float(np.sum(np.hypot(*np.diff(s, axis=0).T))) + 0.01 for s in strokes]
+    drawn, _ = _densify(strokes, None, smooth)  # the dash length is the drawn curve's
+    lengths = [float(np.sum(np.hypot(*np.diff(s, axis=0).T))) + 0.01 for s in drawn]
     if times is not None:
         spans = [max(float(t[-1] - t[0]), 0.02) for t in times]
         starts = [float(t[0] - times[0][0]) for t in times]
@@ -199,7 +234,7 @@ def render_animated_svg(
     parts = _svg_open(bounds(strokes, margin), background)
     for s, L, t0, dt in zip(strokes, lengths, starts, spans):
         parts.append(
-            f'<path d="{_path_d(s)}" fill="none" stroke="{escape(color)}" '
+            f'<path d="{_path_d(s, smooth)}" fill="none" stroke="{escape(color)}" '
             f'stroke-width="{_fmt(stroke_width)}" stroke-linecap="round" '
             f'stroke-linejoin="round" stroke-dasharray="{_fmt(L)}" '
             f'stroke-dashoffset="{_fmt(L)}"><animate attributeName="stroke-dashoffset" '

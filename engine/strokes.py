@@ -89,3 +89,83 @@ class NormStats:
         if len(mean) != 2 or len(std) != 2 or min(std) <= 0:
             raise ValueError("normalisation stats need two means and two positive stds")
         return cls(tuple(map(float, mean)), tuple(map(float, std)))
+
+
+# -- smooth drawing ---------------------------------------------------------------------------
+# Networks may write sparse points (HandwritingConfig.point_step 2.7 is ~9 points per letter); a
+# polyline through them shows corners on round letters. Drawing a centripetal Catmull-Rom spline
+# through the same points removes them: the curve passes through every point, a straight run
+# stays straight, and the centripetal knots (alpha 1/2) never loop or overshoot at sharp turns.
+
+
+def _segments(p: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Bezier segments of the spline through points p (n, 2) of several strokes at once:
+    first/last mark each stroke's first and last point; segments join i -> i+1 where i is not
+    a stroke's last point. Returns (segments, 4, 2)."""
+    n = len(p)
+    i = np.flatnonzero(~last[:-1]) if n > 1 else np.zeros(0, np.int64)
+    b, c = p[i], p[i + 1]
+    a = np.where(first[i, None], 2 * b - c, p[np.maximum(i - 1, 0)])  # reflected at an end
+    e = np.where(last[i + 1, None], 2 * c - b, p[np.minimum(i + 2, n - 1)])
+    span = lambda u, v: np.maximum(np.hypot(*(v - u).T) ** 0.5, 1e-9)[:, None]  # noqa: E731
+    d0, d1, d2 = span(a, b), span(b, c), span(c, e)  # centripetal knot spans
+    m1 = ((b - a) / d0 - (c - a) / (d0 + d1) + (c - b) / d1) * d1  # tangent at P_i
+    m2 = ((c - b) / d1 - (e - b) / (d1 + d2) + (e - c) / d2) * d1  # tangent at P_{i+1}
+    return np.stack([b, b + m1 / 3, c - m2 / 3, c], axis=1)
+
+
+def _curve_points(seg: np.ndarray, per_segment: int) -> np.ndarray:
+    """(segments, per_segment, 2): each segment's points at t = 0, 1/k, ..., (k-1)/k."""
+    t = (np.arange(per_segment) / per_segment)[None, :, None]
+    s = 1 - t
+    return (
+        s**3 * seg[:, None, 0]
+        + 3 * s * s * t * seg[:, None, 1]
+        + 3 * s * t * t * seg[:, None, 2]
+        + t**3 * seg[:, None, 3]
+    )
+
+
+def bezier_segments(stroke: np.ndarray) -> np.ndarray:
+    """The centripetal Catmull-Rom spline through a stroke's points as cubic Bezier segments:
+    (n-1, 4, 2) = [start, control 1, control 2, end] per segment; (0, 4, 2) for one point."""
+    p = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
+    if len(p) < 2:
+        return np.zeros((0, 4, 2))
+    first, last = np.zeros(len(p), bool), np.zeros(len(p), bool)
+    first[0] = last[-1] = True
+    return _segments(p, first, last)
+
+
+def smooth_stroke(stroke: np.ndarray, per_segment: int = 4) -> np.ndarray:
+    """The stroke's points with `per_segment - 1` points of its spline added between each pair
+    (see bezier_segments); the original points are kept, in place."""
+    seg = bezier_segments(stroke)
+    if not len(seg) or per_segment <= 1:
+        return np.asarray(stroke, dtype=np.float64).reshape(-1, 2).copy()
+    return np.vstack([_curve_points(seg, per_segment).reshape(-1, 2), seg[-1, 3]])
+
+
+def smooth_path(points: np.ndarray, breaks: np.ndarray, per_segment: int = 4):
+    """x, y of the spline through many strokes at once, NaN between strokes (for one plotted
+    curve): `breaks[i]` True ends a stroke after point i. Vectorised over all strokes, so a
+    page of ink is smoothed in a few numpy calls on every redraw."""
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    n = len(p)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    last = np.asarray(breaks, bool).copy()
+    last[-1] = True
+    first = np.roll(last, 1)
+    seg = _segments(p, first, last)
+    k = max(int(per_segment), 1)
+    curve = _curve_points(seg, k).reshape(-1, 2) if len(seg) else np.zeros((0, 2))
+    # output slots: every segment's k points, then each stroke's last point and a NaN gap
+    owner = np.flatnonzero(~last)  # the point each segment starts at
+    per_point = np.where(last, 2, k)  # a stroke's last point: itself + NaN; others: k points
+    offset = np.concatenate([[0], np.cumsum(per_point)[:-1]])
+    out = np.full((int(per_point.sum()), 2), np.nan)
+    out[(offset[owner][:, None] + np.arange(k)).reshape(-1)] = curve
+    out[offset[last]] = p[last]
+    out = out[:-1]  # no gap after the very last stroke
+    return out[:, 0], out[:, 1]

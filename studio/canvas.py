@@ -7,20 +7,27 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor
 
+from engine.strokes import smooth_path
+
 INK = QColor(20, 30, 90)
 REFRESH_MS = 40
 
 
-def ink_path(points: np.ndarray, pen_up: np.ndarray, line_start) -> tuple[np.ndarray, np.ndarray]:
-    """x, y arrays with NaN between strokes (pen lifts and line breaks), for one curve item."""
+def ink_path(
+    points: np.ndarray, pen_up: np.ndarray, line_start, smooth: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """x, y arrays with NaN between strokes (pen lifts and line breaks), for one curve item;
+    with `smooth` the spline through the points (engine.strokes.smooth_path), as exports draw."""
     n = len(points)
     if n == 0:
         return np.zeros(0), np.zeros(0)
-    breaks = pen_up.copy()
+    breaks = np.asarray(pen_up, bool).copy()
     for s in line_start[1:]:
         if 0 < s <= n:
             breaks[s - 1] = True
     breaks[-1] = False
+    if smooth:
+        return smooth_path(points, breaks)
     k = np.flatnonzero(breaks)
     x = np.insert(points[:, 0], k + 1, np.nan)
     y = np.insert(points[:, 1], k + 1, np.nan)
