@@ -98,7 +98,23 @@ def save_tensors(path, tensors: dict, metadata: dict) -> None:
     atomic_write_bytes(path, save(flat, metadata={"json": json.dumps(meta)}))
 
 
+def _zip_names(path: Path) -> list[str]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return []
+
+
 def _not_a_model(path: Path, head: bytes) -> ModelFileError:
+    if head[:2] == b"PK":  # a zip: PyTorch's own format holds a pickle; NumPy's .npz does not
+        names = _zip_names(path)
+        if names and all(n.endswith(".npy") for n in names):
+            return ModelFileError(
+                f"{path} is a NumPy archive (.npz, such as a corpus), not a model file"
+            )
     if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
         return ModelFileError(
             f"{path} looks like a pickle-based PyTorch file (.pt/.pth/.ckpt). Such files can run "
@@ -109,6 +125,12 @@ def _not_a_model(path: Path, head: bytes) -> ModelFileError:
 
 def read_metadata(path) -> dict:
     """The JSON metadata of a model file, validated; no tensor data is read."""
+    return read_header(path)[1]
+
+
+def read_header(path) -> tuple[dict, dict]:
+    """(safetensors header: tensor names -> dtype, shape, offsets; our metadata), validated;
+    no tensor data is read."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
@@ -133,7 +155,7 @@ def read_metadata(path) -> dict:
             f"{path} uses model format version {version!r}; this version of Handwriting Studio "
             f"reads version {FORMAT_VERSION}. Update the application to open it."
         )
-    return meta
+    return header, meta
 
 
 def load_tensors(path, device="cpu") -> tuple[dict, dict]:

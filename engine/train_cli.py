@@ -120,6 +120,11 @@ def add_commands(sub) -> None:
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.set_defaults(func=cmd_eval)
 
+    i = sub.add_parser("info", help="describe a model file: network, point spacing, training")
+    i.add_argument("model", help="model file (.safetensors)")
+    i.add_argument("--json", action="store_true", help="print the rows as a JSON object")
+    i.set_defaults(func=cmd_info)
+
 
 def _load_corpus(path):
     from engine.resources import default_corpus_path
@@ -409,4 +414,12 @@ def cmd_eval(args) -> int:
         if "window_focus" in metrics:
             print(f"window focus:      {metrics['window_focus']:.3f} (1 = one character at a time)")
             print(f"window at the end: {metrics['window_end']:.1%} of lines")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from engine.model_info import as_text, describe
+
+    rows = describe(args.model)
+    print(json.dumps(dict(rows), ensure_ascii=False) if args.json else as_text(rows))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 
-from PySide6.QtCore import QByteArray
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
+from engine import EngineError
 from studio import settings as st
 from studio.model_manager import ModelManager
 from studio.session import WriteSession
@@ -101,6 +102,8 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self._action(f, "Quit", self.close, "Ctrl+Q")
         m = bar.addMenu("&Model")
+        self._action(m, "Details of the current model...", self.show_model_details)
+        m.addSeparator()
         self._action(m, "Bundled synthesis model", lambda: self._load_bundled("synthesis"))
         self._action(m, "Bundled prediction model", lambda: self._load_bundled("prediction"))
         m.addSeparator()
@@ -123,6 +126,35 @@ class MainWindow(QMainWindow):
                 self.models.load_file(last)
                 return
         self.models.load_bundled("synthesis")
+
+    def model_details_html(self) -> str | None:
+        """The current model's network, point spacing and training record as an HTML table."""
+        from html import escape
+
+        from engine.model_info import describe_loaded
+
+        loaded = self.models.loaded
+        if loaded is None:
+            return None
+        rows = "".join(
+            f"<tr><td><b>{escape(k)}</b></td><td>{escape(v)}</td></tr>"
+            for k, v in describe_loaded(loaded)
+        )
+        return f"<p>{escape(self.models.status)}</p><table cellspacing='6'>{rows}</table>"
+
+    def show_model_details(self) -> None:
+        try:
+            html = self.model_details_html()
+        except EngineError as exc:  # the file changed or vanished since it was loaded
+            QMessageBox.warning(self, "Model details", str(exc))
+            return
+        if html is None:
+            QMessageBox.information(self, "No model loaded", self.models.status)
+            return
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Model details", html, parent=self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setStyleSheet("QLabel { min-width: 560px; }")  # rows on one line, not wrapped
+        box.exec()
 
     def _load_bundled(self, kind: str) -> None:
         if not self.models.load_bundled(kind):

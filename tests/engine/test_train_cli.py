@@ -162,3 +162,23 @@ def test_point_step_trains_on_resampled_ink_and_is_fixed_on_resume(corpus_path, 
     assert got["nats_per_sequence"] == pytest.approx(best, rel=1e-4)
     assert main([*args[:-2], "--point-step", "0"]) == 1
     assert "--point-step must be between 0.1 and 10" in capsys.readouterr().err
+
+
+def test_info_describes_a_model_file_and_refuses_other_files(corpus_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(corpus_path, out, "--steps", "2", "--max-len", "20")) == 0
+    capsys.readouterr()
+    assert main(["info", str(out / "model.safetensors"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    model = load_model(out / "model.safetensors").model
+    assert rows["Parameters"] == f"{sum(p.numel() for p in model.parameters()):,}"
+    assert rows["Network"].startswith("1 × 32 LSTM") and "about 27 per character" in rows["Points"]
+    assert rows["Training"].startswith("2 steps on cpu")
+    assert rows["Validation"].endswith("nats per line at step 2 (3 lines)")
+    state = next((out / "checkpoints").glob("*.state.safetensors"))
+    assert main(["info", str(state)]) == 1
+    assert "not a model file: it holds a training run's optimiser state" in capsys.readouterr().err
+    assert main(["info", str(corpus_path)]) == 1
+    assert (
+        "is a NumPy archive (.npz, such as a corpus), not a model file" in capsys.readouterr().err
+    )

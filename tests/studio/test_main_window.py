@@ -160,3 +160,24 @@ def test_bundled_example_styles_prime_writing(qtbot, tiny_synthesis):
     for s in examples:
         primer = primer_from_ink(store.load(s))
         assert primer.text and len(primer.offsets) > 10 * len(primer.text)
+
+
+def test_model_details_show_the_network_spacing_and_training(qtbot, window, tmp_path):
+    from engine.alphabet import Alphabet
+    from engine.checkpoint import save_model
+    from engine.models import HandwritingModel, preset
+    from engine.strokes import NormStats
+
+    model = HandwritingModel(preset("tiny", point_step=2.7))
+    path = tmp_path / "sparse.safetensors"
+    training = {"step": 1200, "device": "cpu", "wall_time_s": 600.0, "best_step": 1000,
+                "best_validation": {"nats_per_sequence": -123.4}}  # fmt: skip
+    save_model(path, model, Alphabet(), NormStats(), training)
+    with qtbot.waitSignal(window.models.changed, timeout=60000):
+        window.models.load_file(path)
+    qtbot.waitUntil(lambda: window.models.loaded is not None and not window.models.loading)
+    html = window.model_details_html()
+    count = sum(p.numel() for p in model.parameters())
+    for want in ("1 × 32 LSTM", "spaced 2.7 units", "about 9 per character", f"{count:,}",
+                 "1,200 steps on cpu, 10 min", "-123.4 nats per line at step 1000"):  # fmt: skip
+        assert want in html, want
