@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNS = Path("/tmp/hw-runs")
 COMMON = [
     "--preset", "paper", "--kind", "synthesis", "--optimizer", "adam",
-    "--lr-schedule", "cosine", "--warmup-steps", "100", "--max-len", "700",
+    "--lr-schedule", "cosine", "--warmup-steps", "100", "--max-len", "400", "--point-step", "2.7",
     "--val-every", "250", "--val-max-sequences", "256", "--ckpt-every", "250",
     "--keep-last", "1",
 ]  # fmt: skip
@@ -59,7 +59,7 @@ RUN_SETTINGS = {
 CONTINUE = {
     "medium": (
         "resources/training/synthesis-medium",
-        ["--batch-size", "128", "--max-len", "600", "--cuda-graph"],
+        ["--batch-size", "128", "--cuda-graph"],
     ),
 }
 if "HW_CONTINUE" in os.environ:  # a CPU trial continues a small run of its own instead
