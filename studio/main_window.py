@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
+    QLabel,
     QMainWindow,
     QMessageBox,
     QTabWidget,
@@ -57,10 +58,13 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self.models.failed.connect(self._model_failed)
-        self.models.changed.connect(lambda: self.statusBar().showMessage(self.models.status))
+        # the model's name sits at the right of the status bar, where passing messages
+        # ("Exported ...") do not wipe it
+        self.model_status = QLabel(self.models.status)
+        self.statusBar().addPermanentWidget(self.model_status)
+        self.models.changed.connect(lambda: self.model_status.setText(self.models.status))
         self.train_tab.use_model.connect(self._use_trained_model)
         self._restore()
-        self.statusBar().showMessage(self.models.status)
 
     def _optional_text_tab(self):
         if importlib.util.find_spec("studio.text_tab") is None:

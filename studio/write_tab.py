@@ -216,6 +216,8 @@ class WriteTab(QWidget):
         self.scribble_button.setVisible(kind == "prediction")
         self.scribble_button.setEnabled(not busy)
         self.untrained_button.setVisible(loaded is None and not self.models.loading)
+        # which model is loaded stays in the status bar; here only why none is (and the way out)
+        self.model_label.setVisible(loaded is None)
         self.highlighter.set_alphabet(self._alphabet())
         self._check_text()
 
