@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from engine import EngineError
-from engine.data.preprocess import CORPUS_STEP
+from engine.data.preprocess import CORPUS_STEP, TRAIN_STEP
 
 # settings kept in run.json; None defaults mean "not given on the command line"
 RUN_DEFAULTS = {
@@ -24,7 +24,7 @@ RUN_DEFAULTS = {
     "kind": "synthesis",
     "cell": "peephole",
     "window": "graves",
-    "point_step": CORPUS_STEP,
+    "point_step": TRAIN_STEP,
     "steps": 10_000,
     "batch_size": 32,
     "lr": None,
@@ -45,6 +45,8 @@ RUN_DEFAULTS = {
     "max_train_sequences": None,
     "init_from": None,
 }
+# what a run.json written before a setting existed meant by leaving it out
+LEGACY = {"point_step": CORPUS_STEP}
 # changing these on --resume changes the data or the model: refused
 FIXED_ON_RESUME = (
     "corpus", "preset", "kind", "cell", "window", "point_step", "seed", "optimizer", "init_from"
@@ -73,8 +75,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--point-step",
         type=float,
-        help="arc-length spacing of the ink the network learns, in preprocessed units: 0.9 = "
-        "the corpus's ~27 points per character (default); 1.8 halves the points per character",
+        help="arc-length spacing of the ink the network learns, in preprocessed units: 2.7 = "
+        "~9 points per character (default); 0.9 = the corpus's own ~27",
     )
     p.add_argument("--out", required=True, help="run directory (created)")
     p.add_argument("--steps", type=int, help="total optimiser steps (default 10000)")
@@ -149,7 +151,7 @@ def _settings(args) -> dict:
             raise EngineError(f"cannot resume: {run_json} does not exist")
         settings = json.loads(run_json.read_text())
         for k in FIXED_ON_RESUME:
-            if k in given and given[k] != settings.get(k, RUN_DEFAULTS[k]):
+            if k in given and given[k] != settings.get(k, LEGACY.get(k, RUN_DEFAULTS[k])):
                 raise EngineError(f"--{k.replace('_', '-')} cannot change on --resume")
         for k in CURRICULUM:
             if k in given and given[k] != settings.get(k):

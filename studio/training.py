@@ -37,7 +37,6 @@ class Dataset:
     texts: list[str]
     offsets: list[np.ndarray]  # preprocessed, not normalised
     split: np.ndarray  # 0 train, 1 valid
-    norm: object = None
     skipped: int = 0
     description: str = ""
 
@@ -45,7 +44,6 @@ class Dataset:
 def dataset_from_inks(inks, description: str = "") -> Dataset:
     """Preprocess inks; every 10th line validates (with one line it does both)."""
     from engine.data.preprocess import preprocess_ink
-    from engine.strokes import NormStats
 
     texts, offsets, skipped = [], [], 0
     for ink in inks:
@@ -70,8 +68,7 @@ def dataset_from_inks(inks, description: str = "") -> Dataset:
         texts, offsets, split = texts * 2, offsets * 2, np.array([0, 1])
     elif not (split == 1).any():
         split[-1] = 1
-    norm = NormStats.fit([o for o, s in zip(offsets, split) if s == 0])
-    return Dataset(texts, offsets, split, norm, skipped, description)
+    return Dataset(texts, offsets, split, skipped, description)
 
 
 def load_dataset(source: str, path=None, styles=None, limit: int | None = None) -> Dataset:
@@ -84,7 +81,7 @@ def load_dataset(source: str, path=None, styles=None, limit: int | None = None) 
         from engine.data.corpus import load_corpus
 
         c = load_corpus(p)
-        return Dataset(list(c.texts), list(c.offsets), np.asarray(c.split), c.norm, 0, str(p))
+        return Dataset(list(c.texts), list(c.offsets), np.asarray(c.split), 0, str(p))
     if source == "captured":
         store = styles
         inks = [store.load(s) for s in store.list() if not s.builtin]
@@ -183,6 +180,7 @@ class TrainJob:
         import torch
 
         from engine.alphabet import Alphabet
+        from engine.data.preprocess import TRAIN_STEP
         from engine.models import HandwritingModel, preset
         from engine.train_data import HandwritingTask
         from engine.trainer import TrainConfig, Trainer, resolve_device
@@ -193,11 +191,14 @@ class TrainJob:
         torch.set_num_threads(threads)
         self.snap.message = "Loading data..."
         data = self.dataset or load_dataset(self.source, self.path, self.styles)
-        alphabet, norm = Alphabet(), data.norm
+        # a new network learns its own spacing (TRAIN_STEP): the task fits its normalisation
+        alphabet, norm = Alphabet(), None
         if self.init_from is not None:
             model, norm, alphabet = self._initial_model(alphabet)
         else:
-            model = HandwritingModel(preset(self.preset, self.kind, alphabet_size=len(alphabet)))
+            model = HandwritingModel(
+                preset(self.preset, self.kind, alphabet_size=len(alphabet), point_step=TRAIN_STEP)
+            )
         task = HandwritingTask(
             model,
             data.texts,

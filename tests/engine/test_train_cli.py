@@ -162,6 +162,19 @@ def test_point_step_trains_on_resampled_ink_and_is_fixed_on_resume(corpus_path, 
     assert got["nats_per_sequence"] == pytest.approx(best, rel=1e-4)
     assert main([*args[:-2], "--point-step", "0"]) == 1
     assert "--point-step must be between 0.1 and 10" in capsys.readouterr().err
+    # new runs default to the sparse spacing; a run.json from before the option resumes at the
+    # corpus's own spacing, the one it was trained at
+    new = tmp_path / "new"
+    assert main(train_args(corpus_path, new, "--steps", "2", "--max-len", "20")) == 0
+    assert load_model(new / "model.safetensors").config.point_step == 2.7
+    old = tmp_path / "old"
+    assert main(train_args(corpus_path, old, "--steps", "2", "--point-step", "0.9")) == 0
+    settings = json.loads((old / "run.json").read_text())
+    del settings["point_step"]
+    (old / "run.json").write_text(json.dumps(settings))
+    resume_old = ["train", "--out", str(old), "--resume", "--steps", "3", "--quiet"]
+    assert main([*resume_old, "--point-step", "0.9"]) == 0
+    assert load_model(old / "checkpoints" / "step-00000003.safetensors").config.point_step == 0.9
 
 
 def test_info_describes_a_model_file_and_refuses_other_files(corpus_path, tmp_path, capsys):
@@ -172,7 +185,7 @@ def test_info_describes_a_model_file_and_refuses_other_files(corpus_path, tmp_pa
     rows = json.loads(capsys.readouterr().out)
     model = load_model(out / "model.safetensors").model
     assert rows["Parameters"] == f"{sum(p.numel() for p in model.parameters()):,}"
-    assert rows["Network"].startswith("1 × 32 LSTM") and "about 27 per character" in rows["Points"]
+    assert rows["Network"].startswith("1 × 32 LSTM") and "about 9 per character" in rows["Points"]
     assert rows["Training"].startswith("2 steps on cpu")
     assert rows["Validation"].endswith("nats per line at step 2 (3 lines)")
     state = next((out / "checkpoints").glob("*.state.safetensors"))
