@@ -96,11 +96,11 @@ def render_line(
     """Black ink on white, cropped tightly to the ink with `margin`; (H, W) uint8. `smooth`
     draws the spline through the points, as the studio and the exports do (engine.render);
     off by default so figures stay comparable with those measured before it existed."""
-    from engine.strokes import smooth_stroke
+    from engine.strokes import smooth_strokes
 
     strokes = [np.asarray(s, np.float64) for s in strokes if len(s)]
     if smooth:
-        strokes = [smooth_stroke(s) if len(s) > 2 else s for s in strokes]
+        strokes = smooth_strokes(strokes)
     if not strokes:
         return np.full((px_height, px_height), 255, np.uint8)
     pts = np.concatenate(strokes)

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from engine.checkpoint import ModelFileError, read_header
+from engine.data.preprocess import CORPUS_STEP
 
 KINDS = {
     "synthesis": "handwriting synthesis (Graves 2013, Sec. 5)",
@@ -75,7 +76,7 @@ def describe_meta(meta: dict, parameters: int) -> list[tuple[str, str]]:
             window = cfg.get("window", "graves")
             how = "the paper's" if window == "graves" else "softmax weights, softplus width/step"
             rows.append(("Window", f"{cfg.get('window_components')} Gaussians ({how})"))
-        step = float(cfg.get("point_step", 0.9))
+        step = float(cfg.get("point_step", CORPUS_STEP))  # files from before the option
         rows.append(
             (
                 "Points",

@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from engine import EngineError
-from engine.strokes import bezier_segments, smooth_stroke
+from engine.strokes import bezier_segments, smooth_strokes
 
 SMOOTH_STEPS = 4  # curve points per pair of ink points when drawing with Pillow
 
@@ -77,7 +77,7 @@ def _densify(strokes, pressure, smooth: bool):
     """Strokes (and per-point pressure) with spline points added for drawing as polylines."""
     if not smooth:
         return strokes, pressure
-    out = [smooth_stroke(s, SMOOTH_STEPS) if len(s) > 2 else s for s in strokes]
+    out = smooth_strokes(strokes, SMOOTH_STEPS)
     if pressure is None:
         return out, None
     dense = []

@@ -146,6 +146,12 @@ def smooth_stroke(stroke: np.ndarray, per_segment: int = 4) -> np.ndarray:
     return np.vstack([_curve_points(seg, per_segment).reshape(-1, 2), seg[-1, 3]])
 
 
+def smooth_strokes(strokes, per_segment: int = 4) -> list[np.ndarray]:
+    """Each stroke of three or more points through smooth_stroke; shorter ones as they are
+    (a dot stays a dot, two points stay a straight line)."""
+    return [smooth_stroke(s, per_segment) if len(s) > 2 else s for s in strokes]
+
+
 def smooth_path(points: np.ndarray, breaks: np.ndarray, per_segment: int = 4):
     """x, y of the spline through many strokes at once, NaN between strokes (for one plotted
     curve): `breaks[i]` True ends a stroke after point i. Vectorised over all strokes, so a

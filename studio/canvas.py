@@ -13,11 +13,9 @@ INK = QColor(20, 30, 90)
 REFRESH_MS = 40
 
 
-def ink_path(
-    points: np.ndarray, pen_up: np.ndarray, line_start, smooth: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """x, y arrays with NaN between strokes (pen lifts and line breaks), for one curve item;
-    with `smooth` the spline through the points (engine.strokes.smooth_path), as exports draw."""
+def ink_path(points: np.ndarray, pen_up: np.ndarray, line_start) -> tuple[np.ndarray, np.ndarray]:
+    """x, y arrays of the spline through the points (engine.strokes.smooth_path, as exports
+    draw), with NaN between strokes (pen lifts and line breaks), for one curve item."""
     n = len(points)
     if n == 0:
         return np.zeros(0), np.zeros(0)
@@ -26,12 +24,7 @@ def ink_path(
         if 0 < s <= n:
             breaks[s - 1] = True
     breaks[-1] = False
-    if smooth:
-        return smooth_path(points, breaks)
-    k = np.flatnonzero(breaks)
-    x = np.insert(points[:, 0], k + 1, np.nan)
-    y = np.insert(points[:, 1], k + 1, np.nan)
-    return x, y
+    return smooth_path(points, breaks)
 
 
 def configure_page(plot: pg.PlotItem) -> None:
