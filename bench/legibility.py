@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine import EngineError
+from engine.sample_cli import resolve_model_path
+
 # 60 held-out texts: none is a UNIPEN training label (checked against the corpus at run time)
 TEXTS = [
     "a purple kite in the sky", "dancing on the pier", "handwriting by machine",
@@ -254,7 +257,12 @@ def score_real(corpus_path, n, rec=None, save_png=None, smooth=False) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", help="synthesis model file")
+    ap.add_argument(
+        "--model", help="synthesis model file or folder (default: the bundled synthesis model)"
+    )
+    ap.add_argument(
+        "--real-only", action="store_true", help="score only the real-ink baseline, no model"
+    )
     ap.add_argument("--corpus", help="corpus .npz for the real-ink baseline (default bundled)")
     ap.add_argument("--bias", type=float, nargs="+", default=[1.0, 0.15])
     ap.add_argument("--texts", type=int, default=len(TEXTS), help="how many held-out texts")
@@ -270,6 +278,14 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except EngineError as e:
+        print(f"legibility: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     from engine.resources import default_corpus_path
 
     corpus = args.corpus or default_corpus_path()
@@ -283,6 +299,13 @@ def main(argv=None) -> int:
             print(
                 f"warning: {len(overlap)} bench texts are corpus labels: {overlap}", file=sys.stderr
             )
+    if args.real_only and not args.real:
+        raise EngineError("--real-only with --real 0 scores nothing")
+    model_path = None
+    if not args.real_only:
+        model_path = resolve_model_path(Path(args.model) if args.model else None)
+        if not model_path.is_file():  # before the recogniser (an optional extra) is loaded
+            raise EngineError(f"no model file at {model_path}")
     primer = None
     if args.primer:
         from engine.sample_cli import load_primer
@@ -294,9 +317,9 @@ def main(argv=None) -> int:
         out["real_ink"] = score_real(corpus, args.real, rec, args.save_png, args.smooth)
         real = out["real_ink"]
         print(f"real validation ink: CER {real['cer']:.3f} ({real['lines']} lines)")
-    if args.model:
+    if not args.real_only:
         out["model"] = score_model(
-            args.model,
+            model_path,
             args.bias,
             texts,
             args.seed,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from engine import EngineError
+from engine.sampler import DEFAULT_BIAS
 
 FORMATS = (".json", ".svg", ".png", ".gif", ".inkml")
 EXPORT_SCALE = 4.0  # preprocessing units -> output units (a body height of ~40 px)
@@ -27,9 +28,9 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--bias",
         type=float,
-        default=0.5,
-        help="sampling bias b >= 0 (Sec. 5.4): 0 = unbiased, 0.15 = varied but "
-        "legible, 1 = neat (default 0.5)",
+        default=DEFAULT_BIAS,
+        help="sampling bias b >= 0 (Sec. 5.4): 0 = unbiased samples, higher = neater and "
+        f"more legible, 1 = neat (default {DEFAULT_BIAS})",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible sample")
     p.add_argument("--prime-ink", type=Path, help="ink whose style to imitate (.json or .inkml)")
@@ -57,7 +58,9 @@ def resolve_model_path(path: Path | None, kind: str = "synthesis") -> Path:
     from engine.resources import default_model_path
 
     if path is not None:
-        return path
+        path = Path(path)
+        # a model folder (resources/models/synthesis) or a run directory holds model.safetensors
+        return path / "model.safetensors" if path.is_dir() else path
     bundled = default_model_path(kind) / "model.safetensors"
     if not bundled.is_file():
         raise CommandError(

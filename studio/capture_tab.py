@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.sampler import DEFAULT_BIAS
 from studio.canvas import InkCanvas
 from studio.capture import CaptureCanvas
 from studio.session import WriteSession
@@ -29,7 +30,7 @@ from studio.writing import WriteJob, wrap_text
 class CaptureTab(QWidget):
     styles_changed = Signal(str)  # the name to select ("" = keep)
 
-    def __init__(self, models, styles, bias: float = 0.15, parent=None):
+    def __init__(self, models, styles, bias: float = DEFAULT_BIAS, parent=None):
         super().__init__(parent)
         self.models, self.styles = models, styles
         self.session = WriteSession(self)

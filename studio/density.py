@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from studio.canvas import configure_heatmap, configure_page, ink_path, start_refresh_timer
 
 REFRESH_MS = 150
+WEIGHTS_MAX_HEIGHT = 120  # px: the mixture-weight strip below the page
 
 
 class DensityView(QWidget):
@@ -20,14 +21,12 @@ class DensityView(QWidget):
         self.layout_widget.setBackground("w")
         self.top = self.layout_widget.addPlot(row=0, col=0)
         configure_page(self.top)
-        self.top.setTitle("Predicted pen-position densities, accumulated", color="k")
         self.density = pg.ImageItem(axisOrder="row-major")
         self.density.setColorMap(pg.colormap.get("inferno"))
         self.top.addItem(self.density)
         self.ink = pg.PlotDataItem(pen=pg.mkPen(120, 200, 255, 110, width=1), connect="finite")
         self.top.addItem(self.ink)
         self.weights_plot = self.layout_widget.addPlot(row=1, col=0)
-        self.weights_plot.setTitle("Mixture weights pi_j(t)", color="k")
         self.weights, self.cursor_line = configure_heatmap(
             self.weights_plot, "timestep t", "component j"
         )
@@ -35,10 +34,17 @@ class DensityView(QWidget):
             size=12, brush=pg.mkBrush(0, 0, 0, 0), pen=pg.mkPen(120, 255, 120, width=2)
         )
         self.top.addItem(self.cursor_dot)
-        self.layout_widget.ci.layout.setRowStretchFactor(0, 3)
+        # the page gets the height: the weights need only a strip (titles would take it back)
+        self.layout_widget.ci.layout.setRowStretchFactor(0, 4)
         self.layout_widget.ci.layout.setRowStretchFactor(1, 1)
+        self.layout_widget.ci.layout.setRowMaximumHeight(1, WEIGHTS_MAX_HEIGHT)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Mixture densities (Fig. 10)"))
+        layout.addWidget(
+            QLabel(
+                "Mixture densities (Fig. 10): above, the predicted pen-position densities "
+                "accumulated over the page; below, the mixture weights pi_j(t)"
+            )
+        )
         layout.addWidget(self.layout_widget, 1)
         self.pi = np.zeros((0, 0), np.float32)
         self._drawn = -1

@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HANDWRITING_STUDIO_HOME", tempfile.mkdtemp(prefix="hs-shots-"))
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from engine.sampler import DEFAULT_BIAS
     from studio.app import create_app
     from studio.measure import _spin
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     _spin(app, lambda: w.models.loaded is not None, 120)
     tab = w.write_tab
     tab.text.setPlainText(TEXT)
-    tab.bias.set_value(0.15)
+    tab.bias.set_value(DEFAULT_BIAS)  # what a new user sees
     tab.write()
     _spin(app, lambda: w.session.latest is not None and w.session.latest.n_points > 500, 60)
     time.sleep(0.1)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.sampler import DEFAULT_BIAS
 from studio.attention import AttentionView
 from studio.canvas import InkCanvas
 from studio.density import DensityView
@@ -60,7 +61,7 @@ class BiasControl(QWidget):
 
     changed = Signal(float)
 
-    def __init__(self, value: float = 0.15, parent=None):
+    def __init__(self, value: float = DEFAULT_BIAS, parent=None):
         super().__init__(parent)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 200)
@@ -120,7 +121,7 @@ class WriteTab(QWidget):
         self.page_width.setRange(5, 200)
         self.page_width.setValue(40)
         self.page_width.setSuffix(" characters")
-        self.bias = BiasControl(0.15)
+        self.bias = BiasControl(DEFAULT_BIAS)
         self.style_box = QComboBox()
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)

@@ -169,3 +169,21 @@ def test_inkml_output_reimports_and_primes(model_file, tmp_path):
         == 0
     )
     assert json.loads(primed.read_text())["strokes"]
+
+
+def test_model_folder_means_its_model_file(model_file, tmp_path):
+    """`--model resources/models/synthesis` or a run directory: the model.safetensors inside."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(model_file.read_bytes())
+    outs = []
+    for model in (folder, model_file):
+        out = tmp_path / f"{len(outs)}.json"
+        args = ["sample", "--text", "ab", "--model", str(model), "--seed", "3", "--out", str(out)]
+        assert main(args) == 0
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["sample", "--text", "ab", "--model", str(empty), "--out", str(tmp_path / "e.json")]
+    assert main(args) == 1

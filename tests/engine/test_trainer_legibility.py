@@ -72,3 +72,14 @@ def test_bench_batch_sampler_matches_the_engine_sampler(primed, point_step):
     ref = sample(loaded, "hi", bias=0.5, seed=3, primer=primer, fast=False, steps_per_char=10)[0]
     assert [len(s) for s in ours] == [len(s) for s in ref.strokes()]
     np.testing.assert_allclose(np.concatenate(ours), np.concatenate(ref.strokes()), atol=1e-5)
+
+
+def test_bench_errors_are_messages(tmp_path, capsys):
+    """A bad model path or an empty request ends with one line on stderr, not a traceback,
+    before the recogniser (an optional extra) is needed."""
+    from bench.legibility import main
+
+    assert main(["--model", str(tmp_path / "missing.safetensors"), "--real", "0"]) == 2
+    assert "no model file" in capsys.readouterr().err
+    assert main(["--real-only", "--real", "0"]) == 2
+    assert "scores nothing" in capsys.readouterr().err
