@@ -29,7 +29,14 @@ from studio.highlight import UnsupportedHighlighter
 from studio.workers import WorkerController
 from studio.writing import WriteJob, wrap_text
 
-BIAS_STOPS = (("0", 0.0), ("0.15 (paper)", 0.15), ("1.0 (neat)", 1.0), ("2", 2.0))
+# preset buttons under the bias slider (label, value, tooltip); a row of buttons, not an axis
+BIAS_STOPS = (
+    ("0", 0.0, "unbiased: the network's own samples, lively and sometimes untidy"),
+    ("0.15 paper", 0.15, "the paper's demonstration value (Sec. 5.4)"),
+    (f"{DEFAULT_BIAS:g} default", DEFAULT_BIAS, "the studio's default: legible and still varied"),
+    ("1 neat", 1.0, "neat and uniform: the most legible"),
+    ("2", 2.0, "very neat, little variation"),
+)
 
 
 class Banner(QLabel):
@@ -76,11 +83,16 @@ class BiasControl(QWidget):
         row.addWidget(self.label)
         stops = QHBoxLayout()
         stops.setContentsMargins(0, 0, 0, 0)
-        for text, v in BIAS_STOPS:
+        stops.setSpacing(4)
+        self.stop_buttons = []
+        for text, v, tip in BIAS_STOPS:
             b = QPushButton(text)
-            b.setFlat(True)
+            b.setToolTip(f"bias {v:g}: {tip}")
+            b.setStyleSheet("QPushButton { padding: 2px 5px; min-width: 0px; }")  # compact
             b.clicked.connect(lambda _=False, v=v: self.set_value(v))
             stops.addWidget(b)
+            self.stop_buttons.append(b)
+        stops.addStretch(1)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addLayout(row)

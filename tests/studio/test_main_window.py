@@ -140,6 +140,19 @@ def test_settings_persist(qtbot, window, studio_home):
     assert again.write_tab.bias.value() == 1.0
 
 
+def test_bias_starts_at_the_default_and_presets_set_their_value(qtbot, window):
+    from engine.sampler import DEFAULT_BIAS
+    from studio.write_tab import BIAS_STOPS
+
+    bias = window.write_tab.bias
+    assert bias.value() == DEFAULT_BIAS and window.capture_tab.bias.value() == DEFAULT_BIAS
+    assert bias.label.text() == f"{DEFAULT_BIAS:.2f}"
+    for button, (_text, value, _tip) in zip(bias.stop_buttons, BIAS_STOPS, strict=True):
+        with qtbot.waitSignal(bias.changed, timeout=1000, raising=False):
+            button.click()
+        assert bias.value() == value and bias.label.text() == f"{value:.2f}"
+
+
 def test_bad_model_file_is_a_message(qtbot, window, tmp_path, messages):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"PK\x03\x04 not a model")
