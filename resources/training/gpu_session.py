@@ -52,18 +52,19 @@ RUN_SETTINGS = {
     "lstm-b128": ["--cell", "lstm", "--batch-size", "128", "--lr", "1e-3", "--cuda-graph"],
 }
 # ... and every run committed under resources/training/ listed here goes on from its newest
-# checkpoint (exact resume; its own run.json settings, schedule and horizon), with a CUDA graph
-# and a bigger batch, so that CPU sessions and GPU leases advance one curve. `finish` returns its
-# newest checkpoint pair and a tar of run.json, metrics.jsonl and the best model; `restore` puts
+# checkpoint (exact resume of weights, optimiser and data order; a new cosine decay from where
+# it stands, fitted to the deadline like the runs above), with a CUDA graph and a bigger batch,
+# so that CPU sessions and GPU leases advance one curve. `finish` returns its newest checkpoint
+# pair and a tar of run.json, metrics.jsonl and the best model; `restore` puts
 # them back into the folder here, ready to commit.
 CONTINUE = {
     "medium": (
-        "resources/training/synthesis-medium",
-        ["--batch-size", "128", "--cuda-graph"],
+        "resources/training/synthesis",
+        ["--batch-size", "128", "--cuda-graph", "--lr", "5e-4"],
     ),
 }
 if "HW_CONTINUE" in os.environ:  # a CPU trial continues a small run of its own instead
-    CONTINUE = {"cont": (os.environ["HW_CONTINUE"], [])}
+    CONTINUE = {"cont": (os.environ["HW_CONTINUE"], ["--lr", "5e-4"])}
 
 
 def _continuing() -> dict[str, tuple[Path, list[str]]]:
@@ -183,10 +184,15 @@ def cmd_start(a) -> None:
     for name, (src, extra) in _continuing().items():
         if not (RUNS / name).exists():
             shutil.copytree(src, RUNS / name)
-        _launch(name, ["--resume", *DEVICE, *extra])
+        pair = _newest_pair(RUNS / name)
+        at = int(pair[0].stem.removeprefix("step-")) if pair else 0
+        # a committed run usually ends its own schedule where it stopped: decay anew from here
+        # (the warm-up mark only says where the cosine starts; the run is past it)
+        sched = ["--lr-schedule", "cosine", "--warmup-steps", str(at), "--steps", "100000"]
+        _launch(name, ["--resume", *DEVICE, *extra, *sched])
     time.sleep(a.probe)
     _status()
-    for name in RUN_SETTINGS:
+    for name in [*RUN_SETTINGS, *_continuing()]:
         rate = _rate(name)
         _stop(name)
         rows = _metrics(name)
