@@ -31,6 +31,13 @@ def default_corpus_path() -> Path:
     return resource("corpus", "unipen_lines.npz")
 
 
+def model_file(path) -> Path:
+    """A model given by the user: a folder (a bundled model's, or a training run directory)
+    means the model.safetensors inside it; anything else is taken as the file itself."""
+    p = Path(path)
+    return p / "model.safetensors" if p.is_dir() else p
+
+
 def default_model_path(kind: str = "synthesis") -> Path:
     """Bundled model directory for 'synthesis', 'prediction' or 'text'."""
     return resource("models", kind)

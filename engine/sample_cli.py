@@ -55,12 +55,10 @@ def add_commands(sub) -> None:
 
 
 def resolve_model_path(path: Path | None, kind: str = "synthesis") -> Path:
-    from engine.resources import default_model_path
+    from engine.resources import default_model_path, model_file
 
     if path is not None:
-        path = Path(path)
-        # a model folder (resources/models/synthesis) or a run directory holds model.safetensors
-        return path / "model.safetensors" if path.is_dir() else path
+        return model_file(path)
     bundled = default_model_path(kind) / "model.safetensors"
     if not bundled.is_file():
         raise CommandError(

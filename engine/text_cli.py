@@ -104,11 +104,9 @@ def add_commands(sub) -> None:
 
 # -- models ------------------------------------------------------------------------------------
 def resolve_model_path(path) -> Path:
-    from engine.resources import default_model_path
+    from engine.resources import default_model_path, model_file
 
-    p = Path(path) if path else default_model_path("text")
-    if p.is_dir():
-        p = p / "model.safetensors"
+    p = model_file(path or default_model_path("text"))
     if not p.exists():
         raise TextCliError(f"no text model at {p}" + ("" if path else " (bundled model missing)"))
     return p
