@@ -156,7 +156,8 @@ CORPUS_STEP = PreprocessConfig().step  # the spacing preprocess_ink gives and co
 # the spacing new networks learn by default (train CLI, studio): ~9 points per character. An A/B
 # of `small` synthesis networks (identical settings, 2,250 steps) gave CER 0.919 / 0.896 at 0.9,
 # 0.909 / 0.860 at 1.8 and 0.861 / 0.834 at 2.7 (bias 1.0 / 0.15), and 2.7 trains and samples a
-# line in a third of the steps; a later 3.6 arm gave 0.777 / 0.807 (untried beyond 2,250 steps).
+# line in a third of the steps. A 3.6 arm led at 2,250 steps (0.777 / 0.807) but, carried to
+# 15,250 steps, scored 0.162 / 0.388, the same as a 2.7 network (0.158 / 0.404).
 # Model files without a spacing were trained at CORPUS_STEP.
 TRAIN_STEP = 2.7
 
