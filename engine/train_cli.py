@@ -115,15 +115,22 @@ def add_commands(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a model on a corpus's validation split")
-    e.add_argument("--model", required=True, help="model file (.safetensors)")
+    e.add_argument(
+        "--model",
+        help="model file (.safetensors) or a folder holding model.safetensors "
+        "(default: the bundled synthesis model)",
+    )
     e.add_argument("--corpus", help="corpus .npz (default: the bundled UNIPEN corpus)")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--max-sequences", type=int, help="evaluate the first N validation lines")
+    e.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    e.add_argument("--threads", type=int, help="torch CPU threads")
+    e.add_argument(
+        "--max-sequences", type=int, help="evaluate N validation lines spread over the split"
+    )
     e.add_argument("--json", action="store_true", help="print the numbers as JSON")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="describe a model file: network, point spacing, training")
-    i.add_argument("model", help="model file (.safetensors)")
+    i.add_argument("model", help="model file (.safetensors) or a folder holding model.safetensors")
     i.add_argument("--json", action="store_true", help="print the rows as a JSON object")
     i.set_defaults(func=cmd_info)
 
@@ -384,15 +391,21 @@ def cmd_eval(args) -> int:
 
     from engine.alphabet import Alphabet
     from engine.checkpoint import load_model
+    from engine.sample_cli import resolve_model_path
     from engine.train_data import HandwritingTask
     from engine.trainer import resolve_device
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.max_sequences is not None and args.max_sequences < 1:
+        raise EngineError("--max-sequences must be at least 1")
     device = resolve_device(args.device)
-    loaded = load_model(args.model, device)
+    path = resolve_model_path(Path(args.model) if args.model else None)
+    loaded = load_model(path, device)
     if loaded.kind not in ("synthesis", "prediction"):
-        raise EngineError(f"{args.model} is a {loaded.kind} model, not a handwriting model")
+        raise EngineError(f"{path} is a {loaded.kind} model, not a handwriting model")
     if loaded.norm is None:
-        raise EngineError(f"{args.model} has no normalisation statistics")
+        raise EngineError(f"{path} has no normalisation statistics")
     corpus = _load_corpus(args.corpus)
     task = HandwritingTask(
         loaded.model,
@@ -402,6 +415,7 @@ def cmd_eval(args) -> int:
         loaded.norm,  # the model's own normalisation, not the corpus's
         loaded.alphabet or Alphabet(),
         val_max_sequences=args.max_sequences,
+        validation_only=True,  # the training lines are not read: no time spent resampling them
     )
     task.to(device)
     with torch.no_grad():
@@ -421,7 +435,8 @@ def cmd_eval(args) -> int:
 
 def cmd_info(args) -> int:
     from engine.model_info import as_text, describe
+    from engine.resources import model_file
 
-    rows = describe(args.model)
+    rows = describe(model_file(args.model))
     print(json.dumps(dict(rows), ensure_ascii=False) if args.json else as_text(rows))
     return 0

@@ -156,6 +156,9 @@ class HandwritingTask:
     prefix of a line is a valid draw from Pr(x | c), so the text stays correct; the window
     simply never reaches the end of long lines), prediction takes a random window (x_1 is
     reset to the zero vector by collate).
+
+    `validation_only` skips the training lines (no resampling, no batcher): for scoring a
+    finished model, which needs only `validate()`; `norm` must then be given.
     """
 
     def __init__(
@@ -172,6 +175,7 @@ class HandwritingTask:
         val_batch_size: int = 64,
         val_max_sequences: int | None = None,
         description: dict | None = None,
+        validation_only: bool = False,
     ):
         split = np.asarray(split)
         if not (len(texts) == len(offsets) == len(split)):
@@ -190,7 +194,11 @@ class HandwritingTask:
         self.description = description or {}
         train = np.flatnonzero(split == 0)
         valid = np.flatnonzero(split == 1)
-        if len(train) == 0:
+        if validation_only:
+            if norm is None:
+                raise TrainDataError("a validation-only task needs the model's normalisation")
+            train = train[:0]
+        elif len(train) == 0:
             raise TrainDataError("the data has no training sequences (split 0)")
         if val_max_sequences is not None:
             valid = spread(valid, val_max_sequences)  # not the first N: a few writers only
@@ -198,13 +206,17 @@ class HandwritingTask:
         train_off = [respace(offsets[i], step) for i in train]
         valid_off = [respace(offsets[i], step) for i in valid]
         self.norm = norm if norm is not None else NormStats.fit(train_off)
-        codes = [self._encode(t, i) for i, t in enumerate(texts)] if self.synthesis else None
+        encode = lambda rows: [self._encode(texts[i], int(i)) for i in rows]  # noqa: E731
         self.train_seqs = [self.norm.normalise(o) for o in train_off]
         self.valid_seqs = [self.norm.normalise(o) for o in valid_off]
-        self.train_text = [codes[i] for i in train] if codes else None
-        self.valid_text = [codes[i] for i in valid] if codes else None
+        self.train_text = encode(train) if self.synthesis else None
+        self.valid_text = encode(valid) if self.synthesis else None
         cap = max_len or 1 << 30
-        self.batcher = BucketBatcher([min(len(s), cap) for s in self.train_seqs], batch_size, seed)
+        self.batcher = (
+            None
+            if validation_only
+            else BucketBatcher([min(len(s), cap) for s in self.train_seqs], batch_size, seed)
+        )
 
     def _encode(self, text: str, i: int) -> np.ndarray:
         bad = self.alphabet.unsupported(text)
@@ -269,6 +281,8 @@ class HandwritingTask:
         return seq[start : start + self.max_len]
 
     def next_batch(self, rank: int = 0, world_size: int = 1) -> Batch:
+        if self.batcher is None:
+            raise TrainDataError("a validation-only task has no training batches")
         idx = self.batcher.next(rank, world_size)
         seqs = [self._crop(self.train_seqs[i], int(i)) for i in idx]
         texts = [self.train_text[i] for i in idx] if self.synthesis else None

@@ -52,6 +52,9 @@ def test_train_writes_a_loadable_model_and_resumes(corpus_path, tmp_path, capsys
                  "--json"]) == 0  # fmt: skip
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["sequences"] == 3 and np.isfinite(metrics["nats_per_sequence"])
+    # the run directory names its model.safetensors
+    assert main(["eval", "--model", str(out), "--corpus", str(corpus_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics
 
 
 def test_clear_errors(corpus_path, tmp_path, capsys):
@@ -65,6 +68,14 @@ def test_clear_errors(corpus_path, tmp_path, capsys):
     assert "pickle" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope"), "--corpus", str(corpus_path)]) == 1
     assert "no model file" in capsys.readouterr().err
+    assert main(["eval", "--corpus", str(corpus_path), "--max-sequences", "0"]) == 1
+    assert "--max-sequences must be at least 1" in capsys.readouterr().err
+
+
+def test_eval_with_no_model_scores_the_bundled_synthesis_model(corpus_path, capsys):
+    assert main(["eval", "--corpus", str(corpus_path), "--max-sequences", "2", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["sequences"] == 2 and 0 < metrics["window_focus"] <= 1
 
 
 def test_init_from_starts_a_new_run_from_a_model_files_weights(corpus_path, tmp_path, capsys):
@@ -188,6 +199,8 @@ def test_info_describes_a_model_file_and_refuses_other_files(corpus_path, tmp_pa
     assert rows["Network"].startswith("1 × 32 LSTM") and "about 9 per character" in rows["Points"]
     assert rows["Training"].startswith("2 steps on cpu")
     assert rows["Validation"].endswith("nats per line at step 2 (3 lines)")
+    assert main(["info", str(out), "--json"]) == 0  # a run directory names its model
+    assert json.loads(capsys.readouterr().out) == rows
     state = next((out / "checkpoints").glob("*.state.safetensors"))
     assert main(["info", str(state)]) == 1
     assert "not a model file: it holds a training run's optimiser state" in capsys.readouterr().err

@@ -53,6 +53,22 @@ def test_a_validation_subset_is_spread_over_the_whole_split():
     assert picked == [0, 4, 9]  # first, middle and last, not 0, 1, 2
 
 
+def test_a_validation_only_task_scores_the_same_and_skips_the_training_lines():
+    """`eval` builds this: the same validation figures without resampling training lines."""
+    from engine.train_data import TrainDataError
+
+    full = tiny_task(lines=16)
+    only = tiny_task(lines=16, validation_only=True)
+    only.model.load_state_dict(full.model.state_dict())
+    assert only.train_seqs == [] and only.train_text == [] and len(only.valid_seqs) == 4
+    with torch.no_grad():
+        assert only.validate() == pytest.approx(full.validate(), rel=1e-6)
+    with pytest.raises(TrainDataError, match="no training batches"):
+        only.next_batch()
+    with pytest.raises(TrainDataError, match="normalisation"):
+        tiny_task(lines=16, validation_only=True, norm=None)
+
+
 def test_batcher_covers_every_sequence_once_per_epoch_and_shards_disjointly():
     task = tiny_task(lines=40, batch_size=3)
     b = task.batcher

@@ -37,4 +37,5 @@ def tiny_task(kind: str = "synthesis", seed: int = 0, lines: int = 12, **kwargs)
     model = HandwritingModel(preset("tiny", kind))
     texts, offsets, split, norm = synthetic_data(lines)
     kwargs.setdefault("batch_size", 4)
+    norm = kwargs.pop("norm", norm)  # None: the task fits its own
     return HandwritingTask(model, texts, offsets, split, norm, Alphabet(), **kwargs)
