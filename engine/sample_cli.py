@@ -32,7 +32,9 @@ def add_commands(sub) -> None:
         help="sampling bias b >= 0 (Sec. 5.4): 0 = unbiased samples, higher = neater and "
         f"more legible, 1 = neat (default {DEFAULT_BIAS})",
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible sample")
+    p.add_argument(
+        "--seed", type=int, default=None, help="random seed (>= 0) for a reproducible sample"
+    )
     p.add_argument("--prime-ink", type=Path, help="ink whose style to imitate (.json or .inkml)")
     p.add_argument("--prime-text", help="what the priming ink says (default: the ink's own label)")
     p.add_argument("--width", type=int, default=60, help="page width in characters (default 60)")

@@ -189,6 +189,10 @@ def generate(
     if weights not in WEIGHTS:
         names = ", ".join(repr(w) for w in WEIGHTS)
         raise SamplingError(f"weights must be one of {names}, not {weights!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise SamplingError(f"the seed must be a whole number >= 0, not {seed!r}")
     rng = np.random.default_rng(seed)
     model.eval()
     onehot = positions = None

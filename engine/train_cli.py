@@ -88,11 +88,17 @@ def add_commands(sub) -> None:
     p.add_argument("--grad-clip", type=float, help="global gradient-norm clip (default off)")
     p.add_argument("--weight-noise", type=float, help="fixed weight-noise std (default 0)")
     p.add_argument("--max-len", type=int, help="crop training sequences to T points")
-    p.add_argument("--val-every", type=int, help="steps between validations (200)")
+    p.add_argument("--val-every", type=int, help="steps between validations (200; 0: never)")
     p.add_argument("--val-max-sequences", type=int, help="validate on N spread-out lines")
-    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (500)")
+    p.add_argument(
+        "--ckpt-every",
+        type=int,
+        help="steps between checkpoints (500; 0: only at the end)",
+    )
     p.add_argument("--keep-last", type=int, help="checkpoints to keep besides the best (3)")
-    p.add_argument("--early-stop-patience", type=int, help="validations without improvement")
+    p.add_argument(
+        "--early-stop-patience", type=int, help="validations without improvement (0: off)"
+    )
     p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
     p.add_argument(
         "--cuda-graph",
@@ -146,6 +152,17 @@ def _load_corpus(path):
     return load_corpus(path)
 
 
+# counts the trainer would read as "off" or "all" if they went below these
+AT_LEAST = {
+    "warmup_steps": 0,
+    "val_every": 0,
+    "ckpt_every": 0,
+    "early_stop_patience": 0,
+    "val_max_sequences": 1,
+    "max_train_sequences": 1,
+}
+
+
 def _settings(args) -> dict:
     """run.json merged with the flags given on the command line."""
     out = Path(args.out)
@@ -153,6 +170,9 @@ def _settings(args) -> dict:
     given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k, None) is not None}
     if "point_step" in given and not 0.1 <= given["point_step"] <= 10:
         raise EngineError(f"--point-step must be between 0.1 and 10, not {given['point_step']}")
+    for k, low in AT_LEAST.items():
+        if k in given and given[k] < low:
+            raise EngineError(f"--{k.replace('_', '-')} must be at least {low}, not {given[k]}")
     if args.resume:
         if not run_json.is_file():
             raise EngineError(f"cannot resume: {run_json} does not exist")
@@ -227,6 +247,11 @@ def build(settings: dict, device, resume: bool, run_dir):
     from engine.train_data import HandwritingTask
     from engine.trainer import TrainConfig, Trainer
 
+    names = {f.name for f in fields(TrainConfig)}
+    try:  # checked before the corpus is read: a bad number is a message at once
+        tconf = TrainConfig(**{k: v for k, v in settings.items() if k in names})
+    except ValueError as exc:
+        raise EngineError(f"bad training setting: {exc}") from None
     corpus = _load_corpus(settings["corpus"])
     texts, offsets, split = list(corpus.texts), list(corpus.offsets), np.asarray(corpus.split)
     limit = settings.get("max_train_sequences")
@@ -273,8 +298,6 @@ def build(settings: dict, device, resume: bool, run_dir):
             **({"init_from": str(settings["init_from"])} if settings.get("init_from") else {}),
         },
     )
-    names = {f.name for f in fields(TrainConfig)}
-    tconf = TrainConfig(**{k: v for k, v in settings.items() if k in names})
     trainer = Trainer(task, tconf, run_dir=run_dir, device=device, resume=resume)
     return trainer, task
 

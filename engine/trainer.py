@@ -145,6 +145,8 @@ class TrainConfig:
             raise ValueError("keep_last must be >= 1 (the newest checkpoint is always kept)")
         if self.max_bad_steps < 1:
             raise ValueError("max_bad_steps must be >= 1")
+        if not 0 <= self.seed < 2**31:  # numpy's global seed takes 32 bits; each rank adds one
+            raise ValueError(f"seed must be a whole number from 0 to 2**31 - 1, not {self.seed}")
 
     def base_lr(self) -> float:
         return self.lr or (1e-3 if self.optimizer == "adam" else 1e-4)

@@ -92,6 +92,14 @@ def test_generate_refuses_bad_lines_before_the_first_step(tiny, draws, text, wor
     assert draws == []
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "7"])
+def test_a_bad_seed_is_a_sampling_error_not_a_numpy_traceback(tiny, draws, seed):
+    gen = generate(tiny, "hello", alphabet=Alphabet(), norm=NormStats(), seed=seed)
+    with pytest.raises(SamplingError, match="seed must be a whole number >= 0"):
+        next(gen)
+    assert draws == []
+
+
 def test_10000_characters_cost_nothing_before_the_refusal(tiny, draws):
     import time
 

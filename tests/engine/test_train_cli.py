@@ -57,6 +57,30 @@ def test_train_writes_a_loadable_model_and_resumes(corpus_path, tmp_path, capsys
     assert json.loads(capsys.readouterr().out) == metrics
 
 
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--seed", "-1", "seed must be a whole number from 0"),
+        ("--steps", "-1", "steps must be >= 0"),
+        ("--lr", "0", "lr must be > 0"),
+        ("--warmup-steps", "-3", "--warmup-steps must be at least 0"),
+        ("--val-every", "-5", "--val-every must be at least 0"),
+        ("--ckpt-every", "-1", "--ckpt-every must be at least 0"),
+        ("--val-max-sequences", "0", "--val-max-sequences must be at least 1"),
+        ("--max-train-sequences", "0", "--max-train-sequences must be at least 1"),
+    ],
+)
+def test_bad_numbers_are_one_line_and_start_no_run(
+    corpus_path, tmp_path, capsys, flag, value, words
+):
+    """Each once ran (0 lines meant "all", a negative count "never") or ended in a traceback."""
+    out = tmp_path / "run"
+    assert main(train_args(corpus_path, out, "--steps", "1", flag, value)) == 1
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_clear_errors(corpus_path, tmp_path, capsys):
     assert main(train_args(tmp_path / "missing.npz", tmp_path / "r", "--steps", "1")) == 1
     assert "no corpus at" in capsys.readouterr().err
