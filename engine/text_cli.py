@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,28 @@ def _run_settings(args) -> dict:
     return settings
 
 
+# counts the trainer would read as "never" or "all" below these
+TEXT_AT_LEAST = {"val_every": 0, "ckpt_every": 0, "val_max_symbols": 1}
+
+
+def _train_config(s: dict):
+    """The trainer's settings, refused as a message before anything is written."""
+    from engine.trainer import check_counts, config_or_error
+
+    check_counts(s, TEXT_AT_LEAST)
+    return config_or_error(
+        steps=s["steps"],
+        optimizer=s["optimizer"],
+        lr=s["lr"],
+        lr_schedule=s["lr_schedule"],
+        weight_noise=s["weight_noise"],
+        val_every=s["val_every"],
+        ckpt_every=s["ckpt_every"],
+        monitor="bpc",
+        seed=s["seed"],
+    )
+
+
 def _prepare_data(settings: dict, out: Path, vocab=None):
     """(vocab, train ids, valid ids) streaming over the file; char encodings cached in `out`."""
     from engine.text_data import (
@@ -227,12 +250,13 @@ def cmd_train(args) -> int:
 
     from engine.text_model import TextConfig, TextModel, count_parameters
     from engine.text_train import TextTask
-    from engine.trainer import TrainConfig, Trainer, resolve_device
+    from engine.trainer import Trainer, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     s = _run_settings(args)
+    tconf = _train_config(s)
     out.mkdir(parents=True, exist_ok=True)
     config = None
     if args.resume:
@@ -247,17 +271,8 @@ def cmd_train(args) -> int:
     torch.manual_seed(s["seed"])
     model = TextModel(config)
     task = TextTask(model, train_ids, valid_ids, s["batch"], s["seq_len"], s["reset_every"])
-    tconf = TrainConfig(
-        steps=s["steps"],
-        optimizer=s["optimizer"],
-        lr=s["lr"],
-        lr_schedule=s["lr_schedule"],
-        weight_noise=s["weight_noise"],
-        val_every=s["val_every"] if valid_ids is not None else 0,
-        ckpt_every=s["ckpt_every"],
-        monitor="bpc",
-        seed=s["seed"],
-    )
+    if valid_ids is None:  # no held-out tail: nothing to validate on
+        tconf = replace(tconf, val_every=0)
     trainer = Trainer(task, tconf, out, resolve_device(args.device), resume=args.resume)
     print(
         f"text model: {vocab.kind} vocabulary of {vocab.size}, {config.num_layers} x "

@@ -165,14 +165,14 @@ AT_LEAST = {
 
 def _settings(args) -> dict:
     """run.json merged with the flags given on the command line."""
+    from engine.trainer import check_counts
+
     out = Path(args.out)
     run_json = out / "run.json"
     given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k, None) is not None}
     if "point_step" in given and not 0.1 <= given["point_step"] <= 10:
         raise EngineError(f"--point-step must be between 0.1 and 10, not {given['point_step']}")
-    for k, low in AT_LEAST.items():
-        if k in given and given[k] < low:
-            raise EngineError(f"--{k.replace('_', '-')} must be at least {low}, not {given[k]}")
+    check_counts(given, AT_LEAST)
     if args.resume:
         if not run_json.is_file():
             raise EngineError(f"cannot resume: {run_json} does not exist")
@@ -245,13 +245,11 @@ def build(settings: dict, device, resume: bool, run_dir):
     from engine.alphabet import Alphabet
     from engine.models import HandwritingModel, preset
     from engine.train_data import HandwritingTask
-    from engine.trainer import TrainConfig, Trainer
+    from engine.trainer import TrainConfig, Trainer, config_or_error
 
     names = {f.name for f in fields(TrainConfig)}
-    try:  # checked before the corpus is read: a bad number is a message at once
-        tconf = TrainConfig(**{k: v for k, v in settings.items() if k in names})
-    except ValueError as exc:
-        raise EngineError(f"bad training setting: {exc}") from None
+    # checked before the corpus is read: a bad number is a message at once
+    tconf = config_or_error(**{k: v for k, v in settings.items() if k in names})
     corpus = _load_corpus(settings["corpus"])
     texts, offsets, split = list(corpus.texts), list(corpus.offsets), np.asarray(corpus.split)
     limit = settings.get("max_train_sequences")

@@ -264,6 +264,23 @@ def _set_rng_state(tensors: dict, meta: dict) -> None:
 # The trainer
 
 
+def check_counts(settings: dict, floors: dict[str, int]) -> None:
+    """TrainingError, naming the command-line flag, for the first count in `settings` below its
+    floor: below it the trainer would read a count as "off" or "all" without a word."""
+    for key, low in floors.items():
+        value = settings.get(key)
+        if value is not None and value < low:
+            raise TrainingError(f"--{key.replace('_', '-')} must be at least {low}, not {value}")
+
+
+def config_or_error(**kwargs) -> TrainConfig:
+    """TrainConfig(**kwargs), its refusal as a TrainingError (a message, not a traceback)."""
+    try:
+        return TrainConfig(**kwargs)
+    except ValueError as exc:
+        raise TrainingError(f"bad training setting: {exc}") from None
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -159,6 +159,27 @@ def test_cli_train_eval_sample(tmp_path, small_text, capsys):
     assert capsys.readouterr().out.startswith("the ")
 
 
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--seed", "-1", "seed must be a whole number from 0"),
+        ("--steps", "-1", "steps must be >= 0"),
+        ("--val-every", "-1", "--val-every must be at least 0"),
+        ("--val-max-symbols", "0", "--val-max-symbols must be at least 1"),
+        ("--ckpt-every", "-1", "--ckpt-every must be at least 0"),
+    ],
+)
+def test_bad_numbers_are_refused_before_the_run_folder_is_made(
+    tmp_path, small_text, capsys, flag, value, words
+):
+    out = tmp_path / "run"
+    args = ["text", "train", "--text", str(small_text), "--out", str(out), "--steps", "1"]
+    assert main([*args, flag, value]) == 1
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_cli_errors(tmp_path, small_text, capsys):
     from engine.checkpoint import save_model
     from engine.models import HandwritingModel, preset
