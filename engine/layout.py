@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.sampler import SamplingError, generate, prepare_text
+from engine.sampler import SamplingError, generate, prepare_text, trace_of
 from engine.strokes import offsets_to_strokes
 
 LINE_GAP = 40.0  # baseline-to-baseline distance in preprocessing units (~4 body heights)
@@ -73,24 +73,32 @@ def write_lines(
 class PageLine:
     text: str
     strokes: list[np.ndarray]  # absolute page coordinates
+    trace: dict[str, np.ndarray] | None = None  # engine.sampler.trace_of, with trace=True
 
 
-def write_page(model, text: str, *, width: int = 60, **kwargs) -> list[PageLine]:
+def write_page(
+    model, text: str, *, width: int = 60, trace: bool = False, **kwargs
+) -> list[PageLine]:
     """Write `text` (wrapped) and return each line's strokes in page coordinates, primer ink
-    excluded, each line shifted so its median y sits on its baseline slot."""
+    excluded, each line shifted so its median y sits on its baseline slot. `trace` keeps each
+    line's window weights and mixture parameters too (PageLine.trace)."""
     lines = wrap_text(text, width)
     per_line: dict[int, list] = {}
     for ev in write_lines(model, lines, **kwargs):
-        if ev.step.primed or ev.step.done[0]:
-            continue
-        per_line.setdefault(ev.line, [ev.text, ev.origin, []])[2].append(ev.step.offset[0])
+        entry = per_line.setdefault(ev.line, [ev.text, ev.origin, [], []])
+        if trace:
+            entry[3].append(ev.step)
+        if not (ev.step.primed or ev.step.done[0]):
+            entry[2].append(ev.step.offset[0])
     page = []
-    for _i, (line_text, origin, offs) in sorted(per_line.items()):
+    for _i, (line_text, origin, offs, steps) in sorted(per_line.items()):
+        if not offs:
+            continue  # nothing written (as before tracing existed: no PageLine)
         offs = np.asarray(offs, np.float32)
         strokes = offsets_to_strokes(offs)
         if strokes:
             ys = np.concatenate(strokes)[:, 1]
             shift = np.array([origin[0], origin[1] - float(np.median(ys))])
             strokes = [s + shift for s in strokes]
-        page.append(PageLine(line_text, strokes))
+        page.append(PageLine(line_text, strokes, trace_of(steps) if trace else None))
     return page

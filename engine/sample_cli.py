@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from engine import EngineError
 from engine.sampler import DEFAULT_BIAS
 
@@ -53,6 +55,13 @@ def add_commands(sub) -> None:
     p.add_argument("--animate", action="store_true", help="for .svg: an animated pen drawing")
     p.add_argument("--scale", type=float, default=EXPORT_SCALE, help="output units per model unit")
     p.add_argument("--out", type=Path, required=True, help=f"output file ({', '.join(FORMATS)})")
+    p.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE.npz",
+        help="also save, per line, the window weights phi(t, u) and the mixture each point was "
+        "drawn from (pi, mu, sigma, rho, pen-lift e), for plotting Figs. 10 and 13 yourself",
+    )
     p.set_defaults(func=run_sample)
 
 
@@ -99,6 +108,11 @@ def run_sample(args) -> int:
         raise CommandError(f"the folder {args.out.parent} does not exist")
     if args.scale <= 0:
         raise CommandError("--scale must be positive")
+    if args.trace is not None:
+        if args.trace.suffix.lower() != ".npz":
+            raise CommandError(f"--trace {args.trace.name}: the trace is a NumPy .npz file")
+        if not args.trace.parent.exists():
+            raise CommandError(f"the folder {args.trace.parent} does not exist")
     from engine.sampler import WEIGHTS
 
     if args.weights not in WEIGHTS:
@@ -120,26 +134,81 @@ def run_sample(args) -> int:
             seed=args.seed,
             primer=primer,
             weights=args.weights,
+            trace=args.trace is not None,
         )
         strokes = [s for line in page for s in line.strokes]
         text = "\n".join(line.text for line in page)
+        traces = [(line.text, line.trace) for line in page]
     else:
-        from engine.sampler import sample
+        from engine.sampler import generate, trace_of
+        from engine.strokes import offsets_to_strokes
 
-        strokes = sample(
-            loaded,
-            None,
-            bias=args.bias,
-            seed=args.seed,
-            primer=primer,
-            max_steps=args.steps,
-            weights=args.weights,
-        )[0].strokes()
+        steps = list(
+            generate(
+                loaded,
+                None,
+                bias=args.bias,
+                seed=args.seed,
+                primer=primer,
+                max_steps=args.steps,
+                weights=args.weights,
+            )
+        )
+        written = [s.offset[0] for s in steps if not (s.primed or s.done[0])]
+        strokes = offsets_to_strokes(np.asarray(written, np.float32).reshape(-1, 3))
         text = ""
+        traces = [("", trace_of(steps))] if args.trace is not None else []
     strokes = [s * args.scale for s in strokes if len(s)]
     write_output(args.out, text, strokes, animate=args.animate)
     print(f"wrote {args.out} ({len(strokes)} strokes)")
+    if args.trace is not None:
+        primer_text = primer.text if primer is not None else None
+        write_trace(
+            args.trace, traces, loaded, bias=args.bias, seed=args.seed, primer_text=primer_text
+        )
+        print(f"wrote {args.trace} ({len(traces)} line(s) of window and mixture parameters)")
     return 0
+
+
+TRACE_README = (
+    "Handwriting Studio sampling trace. For line i: line{i}_text; line{i}_offsets (T, 3): dx, "
+    "dy, pen lift drawn at each step, in the model's data units (body height ~10, y down); the "
+    "mixture each was drawn from, after bias: line{i}_pi (T, M) weights, line{i}_mu and "
+    "line{i}_sigma (T, M, 2), line{i}_rho (T, M), line{i}_e (T,) pen-lift probability; for "
+    "the synthesis network line{i}_phi (T, U+1): the window weights (Eq. 46, not normalised) "
+    "over the U characters of line{i}_window_text, the last column being the end of text (the "
+    "paper's stop rule fires when it is the largest). With a primer the window reads the "
+    "primer's text, a space and the line; the primer's own steps are left out."
+)
+
+
+def write_trace(
+    path: Path, traces, loaded, *, bias: float, seed: int | None, primer_text: str | None = None
+) -> None:
+    """An .npz of plain arrays (no pickles): readable with numpy.load(path) anywhere."""
+    from engine.sampler import primed_text
+
+    arrays = {
+        "readme": np.array(TRACE_README),
+        "model": np.array(str(loaded.path or "")),
+        "kind": np.array(loaded.kind),
+        "bias": np.array(float(bias)),
+        "seed": np.array(-1 if seed is None else int(seed)),
+        "lines": np.array(len(traces)),
+    }
+    for i, (text, trace) in enumerate(traces):
+        arrays[f"line{i}_text"] = np.array(text)
+        if "phi" in trace:
+            arrays[f"line{i}_window_text"] = np.array(
+                primed_text(primer_text, text) if primer_text is not None else text
+            )
+        for name, values in trace.items():
+            arrays[f"line{i}_{name}"] = values
+    try:
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_output(path: Path, text: str, strokes, animate: bool = False) -> None:

@@ -108,6 +108,12 @@ def test_same_seed_same_output(model_file, tmp_path):
         ),
         (["--text", "", "--out", "OUT.json"], "no text"),
         (["--text", "hi", "--weights", "int4", "--out", "OUT.json"], "--weights must be one of"),
+        (["--text", "hi", "--seed", "-5", "--out", "OUT.json"], "seed must be a whole number"),
+        (["--text", "hi", "--out", "OUT.json", "--trace", "OUT.csv"], "is a NumPy .npz file"),
+        (
+            ["--text", "hi", "--out", "OUT.json", "--trace", "/nonexistent/t.npz"],
+            "does not exist",
+        ),
     ],
 )
 def test_errors_are_messages_not_tracebacks(model_file, tmp_path, capsys, args, message):
@@ -187,3 +193,41 @@ def test_model_folder_means_its_model_file(model_file, tmp_path):
     empty.mkdir()
     args = ["sample", "--text", "ab", "--model", str(empty), "--out", str(tmp_path / "e.json")]
     assert main(args) == 1
+
+
+def test_trace_holds_each_lines_window_and_mixture_and_changes_nothing(model_file, tmp_path):
+    args = ["sample", "--text", "ab cd ef", "--width", "5", "--model", str(model_file)]
+    args += ["--seed", "4", "--bias", "0.5"]
+    assert main([*args, "--out", str(tmp_path / "plain.json")]) == 0
+    assert main([*args, "--out", str(tmp_path / "t.json"), "--trace", str(tmp_path / "t.npz")]) == 0
+    page = json.loads((tmp_path / "t.json").read_text())
+    assert page == json.loads((tmp_path / "plain.json").read_text())  # tracing draws nothing
+    z = np.load(tmp_path / "t.npz", allow_pickle=False)  # plain arrays, no pickles
+    assert int(z["lines"]) == 2 and str(z["line1_text"]) == "ef"  # wrapped at 5: "ab cd", "ef"
+    assert float(z["bias"]) == 0.5 and int(z["seed"]) == 4 and str(z["kind"]) == "synthesis"
+    points = 0
+    for i in range(2):
+        offsets, phi = z[f"line{i}_offsets"], z[f"line{i}_phi"]
+        T = len(offsets)
+        M = z[f"line{i}_pi"].shape[1]
+        assert z[f"line{i}_mu"].shape == z[f"line{i}_sigma"].shape == (T, M, 2)
+        assert str(z[f"line{i}_window_text"]) == str(z[f"line{i}_text"])  # no primer
+        assert phi.shape == (T, len(str(z[f"line{i}_text"])) + 1)  # U characters + end of text
+        np.testing.assert_allclose(z[f"line{i}_pi"].sum(1), 1.0, atol=1e-5)
+        assert (z[f"line{i}_sigma"] > 0).all() and (np.abs(z[f"line{i}_rho"]) < 1).all()
+        assert ((z[f"line{i}_e"] >= 0) & (z[f"line{i}_e"] <= 1)).all()
+        points += T
+    # the traced offsets are the ones drawn: one JSON point per offset, strokes split at lifts
+    assert points == sum(len(s) for s in page["strokes"])
+
+
+def test_trace_of_a_prediction_model_has_no_window(tmp_path):
+    torch.manual_seed(0)
+    model = tmp_path / "pred.safetensors"
+    save_model(model, HandwritingModel(preset("tiny", kind="prediction")), None, NormStats())
+    trace = tmp_path / "p.npz"
+    args = ["sample", "--model", str(model), "--steps", "30", "--seed", "1"]
+    assert main([*args, "--out", str(tmp_path / "p.json"), "--trace", str(trace)]) == 0
+    z = np.load(trace, allow_pickle=False)
+    assert str(z["kind"]) == "prediction" and "line0_phi" not in z.files
+    assert len(z["line0_offsets"]) == len(z["line0_e"]) <= 30
