@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.sampler import SamplingError, generate, prepare_text, trace_of
+from engine.sampler import SamplingError, generate, prepare_text
 from engine.strokes import offsets_to_strokes
+from engine.trace import trace_of
 
 LINE_GAP = 40.0  # baseline-to-baseline distance in preprocessing units (~4 body heights)
 MAX_TEXT_CHARS = 5000  # a whole page; longer texts are refused with a clear message
@@ -73,7 +74,7 @@ def write_lines(
 class PageLine:
     text: str
     strokes: list[np.ndarray]  # absolute page coordinates
-    trace: dict[str, np.ndarray] | None = None  # engine.sampler.trace_of, with trace=True
+    trace: dict[str, np.ndarray] | None = None  # engine.trace.trace_of, with trace=True
 
 
 def write_page(

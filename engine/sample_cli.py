@@ -140,8 +140,9 @@ def run_sample(args) -> int:
         text = "\n".join(line.text for line in page)
         traces = [(line.text, line.trace) for line in page]
     else:
-        from engine.sampler import generate, trace_of
+        from engine.sampler import generate
         from engine.strokes import offsets_to_strokes
+        from engine.trace import trace_of
 
         steps = list(
             generate(
@@ -162,53 +163,19 @@ def run_sample(args) -> int:
     write_output(args.out, text, strokes, animate=args.animate)
     print(f"wrote {args.out} ({len(strokes)} strokes)")
     if args.trace is not None:
-        primer_text = primer.text if primer is not None else None
-        write_trace(
-            args.trace, traces, loaded, bias=args.bias, seed=args.seed, primer_text=primer_text
+        from engine.trace import PageTrace
+
+        trace = PageTrace(
+            traces,
+            str(loaded.path or ""),
+            loaded.kind,
+            args.bias,
+            args.seed,
+            primer.text if primer is not None else None,
         )
+        trace.save(args.trace)
         print(f"wrote {args.trace} ({len(traces)} line(s) of window and mixture parameters)")
     return 0
-
-
-TRACE_README = (
-    "Handwriting Studio sampling trace. For line i: line{i}_text; line{i}_offsets (T, 3): dx, "
-    "dy, pen lift drawn at each step, in the model's data units (body height ~10, y down); the "
-    "mixture each was drawn from, after bias: line{i}_pi (T, M) weights, line{i}_mu and "
-    "line{i}_sigma (T, M, 2), line{i}_rho (T, M), line{i}_e (T,) pen-lift probability; for "
-    "the synthesis network line{i}_phi (T, U+1): the window weights (Eq. 46, not normalised) "
-    "over the U characters of line{i}_window_text, the last column being the end of text (the "
-    "paper's stop rule fires when it is the largest). With a primer the window reads the "
-    "primer's text, a space and the line; the primer's own steps are left out."
-)
-
-
-def write_trace(
-    path: Path, traces, loaded, *, bias: float, seed: int | None, primer_text: str | None = None
-) -> None:
-    """An .npz of plain arrays (no pickles): readable with numpy.load(path) anywhere."""
-    from engine.sampler import primed_text
-
-    arrays = {
-        "readme": np.array(TRACE_README),
-        "model": np.array(str(loaded.path or "")),
-        "kind": np.array(loaded.kind),
-        "bias": np.array(float(bias)),
-        "seed": np.array(-1 if seed is None else int(seed)),
-        "lines": np.array(len(traces)),
-    }
-    for i, (text, trace) in enumerate(traces):
-        arrays[f"line{i}_text"] = np.array(text)
-        if "phi" in trace:
-            arrays[f"line{i}_window_text"] = np.array(
-                primed_text(primer_text, text) if primer_text is not None else text
-            )
-        for name, values in trace.items():
-            arrays[f"line{i}_{name}"] = values
-    try:
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_output(path: Path, text: str, strokes, animate: bool = False) -> None:

@@ -309,21 +309,6 @@ class Sample:
         return offsets_to_strokes(self.offsets, origin)
 
 
-def trace_of(steps: list[SampleStep], row: int = 0) -> dict[str, np.ndarray]:
-    """The written steps of one batch row as arrays, primer and finished steps left out: the
-    offsets drawn (T, 3) and the mixture each was drawn from, after bias, in data units: `pi`
-    (T, M), `mu` and `sigma` (T, M, 2), `rho` (T, M), `e` (T,) the pen-lift probability; for the
-    synthesis network also the window weights `phi` (T, U+1), column U being the end of text."""
-    rows = [s for s in steps if not s.primed and not s.done[row]]
-    out = {"offsets": np.array([s.offset[row] for s in rows], np.float32).reshape(-1, 3)}
-    params = [s.params for s in rows]
-    for name in ("pi", "mu", "sigma", "rho", "e"):
-        out[name] = np.array([getattr(p, name)[row] for p in params], np.float32)
-    if steps and steps[0].phi is not None:
-        out["phi"] = np.array([s.phi[row] for s in rows], np.float32)
-    return out
-
-
 def sample(model, text: str | None = None, **kwargs) -> list[Sample]:
     """Run `generate` to the end; one Sample per batch row."""
     steps = list(generate(model, text, **kwargs))

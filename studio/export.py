@@ -13,6 +13,7 @@ FORMATS = {
     "svg": "SVG vector image (*.svg)",
     "inkml": "InkML ink (*.inkml)",
     "animation": "Animated SVG (*.svg);;Animated GIF (*.gif)",
+    "trace": "NumPy arrays: window and mixture per step (*.npz)",
 }
 
 

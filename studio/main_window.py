@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
         self._action(f, "Export SVG...", lambda: self.export("svg"))
         self._action(f, "Export InkML...", lambda: self.export("inkml"))
         self._action(f, "Export animation (SVG or GIF)...", lambda: self.export("animation"))
+        self._action(f, "Export window and mixture trace (NPZ)...", lambda: self.export("trace"))
         cap = f.addMenu("Export captured ink")
         self._action(cap, "SVG (pressure width)...", lambda: self.export("svg", source="capture"))
         self._action(cap, "PNG (pressure width)...", lambda: self.export("png", source="capture"))
@@ -208,6 +209,8 @@ class MainWindow(QMainWindow):
         pressure sets the line width in PNG and SVG and travels as a channel in InkML."""
         from studio import export as ex
 
+        if kind == "trace":
+            return self._export_trace(path)
         ink = None
         if source == "capture":
             ink = self.captured_ink()
@@ -262,6 +265,38 @@ class MainWindow(QMainWindow):
                 out = ex.export_inkml(strokes, text, path, ink=ink)
             else:
                 out = ex.export_animation(strokes, path, **options)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            from studio.workers import describe_error
+
+            QMessageBox.warning(self, "Export failed", describe_error(exc))
+            return None
+        self.statusBar().showMessage(f"Exported {out}", 5000)
+        return str(out)
+
+    def _export_trace(self, path: str | None) -> str | None:
+        """The numbers behind the attention and density views of the last finished writing."""
+        from studio import export as ex
+
+        snap = self.session.latest
+        if snap is None or not snap.n_points:
+            QMessageBox.information(self, "Nothing to export", "Write something first.")
+            return None
+        if snap.trace is None:
+            QMessageBox.information(
+                self, "Still writing", "The trace is ready when the writing finishes or stops."
+            )
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export trace", self._folder("export"), ex.FORMATS["trace"]
+            )
+            if not path:
+                return None
+            if not path.lower().endswith(".npz"):
+                path += ".npz"
+            self._remember_folder("export", path)
+        try:
+            out = snap.trace.save(path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message
             from studio.workers import describe_error
 

@@ -97,6 +97,7 @@ class WriteSnapshot:
     finished: bool = False
     stopped: bool = False
     stopped_by_rule: list[bool] = field(default_factory=list)
+    trace: object | None = None  # engine.trace.PageTrace, on the final snapshot only
 
     @property
     def n_points(self) -> int:
@@ -156,6 +157,7 @@ class WriteJob:
         self._pen_up: list[bool] = []
         self._pi: list[np.ndarray] = []
         self._phi: list[list[np.ndarray]] = []
+        self._steps: list[list] = []  # per line, every SampleStep (for the exported trace)
         self._line_start: list[int] = []
         self._by_rule: list[bool] = []
         self._current = 0
@@ -196,6 +198,7 @@ class WriteJob:
                 skip = 0
                 if text is not None and self.primer is not None:
                     skip = len(primed_text(self.primer.text, text)) - len(text)
+            self._steps[i].append(step)
             if step.primed:
                 continue
             if self.density is not None:
@@ -216,6 +219,7 @@ class WriteJob:
         self._origins.append(np.asarray(origin, np.float64))
         self._line_start.append(len(self._points))
         self._phi.append([])
+        self._steps.append([])
         self._by_rule.append(False)
 
     def snapshot(self) -> WriteSnapshot:
@@ -255,4 +259,19 @@ class WriteJob:
         snap = self.snapshot()
         snap.stopped = stopped
         snap.finished = True
+        snap.trace = self.trace()
         return snap
+
+    def trace(self):
+        """The page's engine.trace.PageTrace: each started line's window and mixture."""
+        from engine.trace import PageTrace, trace_of
+
+        lines = [(self.lines[k] or "", trace_of(steps)) for k, steps in enumerate(self._steps)]
+        return PageTrace(
+            lines,
+            str(getattr(self.loaded, "path", None) or ""),
+            getattr(self.loaded, "kind", "synthesis"),
+            self.bias,
+            self.seed,
+            self.primer.text if self.primer is not None else None,
+        )

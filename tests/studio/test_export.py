@@ -55,6 +55,26 @@ def test_inkml_round_trip(written, tmp_path):
     assert np.allclose(np.concatenate(ink.strokes), np.concatenate(strokes), atol=1e-2)
 
 
+def test_trace_export_holds_what_the_views_showed(written, tmp_path, messages):
+    snap = written.session.latest
+    out = written.export("trace", str(tmp_path / "page.npz"))
+    z = np.load(out, allow_pickle=False)
+    assert int(z["lines"]) == 1 and str(z["line0_text"]) == "ab"
+    assert len(z["line0_offsets"]) == snap.n_points
+    # the attention view's phi(t, u) is the trace's, less the end-of-text column
+    np.testing.assert_allclose(z["line0_phi"][:, :-1], snap.phi[0], rtol=1e-6)
+    np.testing.assert_allclose(z["line0_pi"], snap.pi, rtol=1e-6)  # the weights strip
+    assert z["line0_mu"].shape == (snap.n_points, snap.pi.shape[1], 2)
+    assert float(z["bias"]) == written.write_tab.bias.value()
+    assert written.export("trace", "/proc/forbidden.npz") is None
+    assert messages[-1][1] == "Export failed" and "Traceback" not in messages[-1][2]
+
+
+def test_trace_export_before_writing_says_so(window, messages):
+    assert window.export("trace", "/tmp/never.npz") is None
+    assert messages[-1][1] == "Nothing to export"
+
+
 def test_export_errors_are_messages(written, tmp_path, messages):
     assert written.export("png", str(tmp_path / "missing-dir" / "x" / "p.png"), height=50) in (
         None,
