@@ -26,7 +26,7 @@ from engine.data.preprocess import respace
 from engine.strokes import NormStats, offsets_to_strokes
 
 # the bias a user gets unless they choose: with the 2 x 128 model bundled before the current
-# one (the current one reads 0.10 at 1.0 and 0.32 at 0.15), the legibility bench read
+# one (the current one reads 0.08 at 1.0 and 0.28 at 0.15), the legibility bench read
 # CER 0.37-0.40 at the paper's 0.15, 0.22-0.26 at 0.5, 0.16-0.22 at 0.75, 0.14-0.17 at 1.0
 # (smooth drawing, seeds 0-1); 0.75 keeps most of the neat end's legibility and still varies
 DEFAULT_BIAS = 0.75
