@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from engine import EngineError
 from engine.sampler import DEFAULT_BIAS
 
@@ -109,10 +107,9 @@ def run_sample(args) -> int:
     if args.scale <= 0:
         raise CommandError("--scale must be positive")
     if args.trace is not None:
-        if args.trace.suffix.lower() != ".npz":
-            raise CommandError(f"--trace {args.trace.name}: the trace is a NumPy .npz file")
-        if not args.trace.parent.exists():
-            raise CommandError(f"the folder {args.trace.parent} does not exist")
+        from engine.trace import check_path
+
+        check_path(args.trace)  # before any sampling
     from engine.sampler import WEIGHTS
 
     if args.weights not in WEIGHTS:
@@ -140,8 +137,7 @@ def run_sample(args) -> int:
         text = "\n".join(line.text for line in page)
         traces = [(line.text, line.trace) for line in page]
     else:
-        from engine.sampler import generate
-        from engine.strokes import offsets_to_strokes
+        from engine.sampler import generate, samples_of
         from engine.trace import trace_of
 
         steps = list(
@@ -155,8 +151,7 @@ def run_sample(args) -> int:
                 weights=args.weights,
             )
         )
-        written = [s.offset[0] for s in steps if not (s.primed or s.done[0])]
-        strokes = offsets_to_strokes(np.asarray(written, np.float32).reshape(-1, 3))
+        strokes = samples_of(steps)[0].strokes()
         text = ""
         traces = [("", trace_of(steps))] if args.trace is not None else []
     strokes = [s * args.scale for s in strokes if len(s)]

@@ -311,7 +311,11 @@ class Sample:
 
 def sample(model, text: str | None = None, **kwargs) -> list[Sample]:
     """Run `generate` to the end; one Sample per batch row."""
-    steps = list(generate(model, text, **kwargs))
+    return samples_of(list(generate(model, text, **kwargs)), text)
+
+
+def samples_of(steps: list[SampleStep], text: str | None = None) -> list[Sample]:
+    """The finished Samples (one per batch row) of the steps `generate` yielded."""
     if not steps:
         return []
     B = steps[0].offset.shape[0]

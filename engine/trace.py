@@ -46,6 +46,16 @@ def trace_of(steps, row: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
+def check_path(path) -> Path:
+    """The path a trace can be saved to, or a TraceError: an .npz name in a folder that exists."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise TraceError(f"{path.name}: a trace file is a NumPy .npz file")
+    if not path.parent.exists():
+        raise TraceError(f"the folder {path.parent} does not exist")
+    return path
+
+
 @dataclass
 class PageTrace:
     """One written page: (text, trace_of(...)) per line and how it was written."""
@@ -60,9 +70,7 @@ class PageTrace:
     def save(self, path) -> Path:
         from engine.sampler import primed_text
 
-        path = Path(path)
-        if path.suffix.lower() != ".npz":
-            raise TraceError(f"{path.name}: a trace is saved as a NumPy .npz file")
+        path = check_path(path)
         arrays = {
             "readme": np.array(README),
             "model": np.array(self.model),

@@ -414,12 +414,11 @@ def cmd_eval(args) -> int:
     from engine.checkpoint import load_model
     from engine.sample_cli import resolve_model_path
     from engine.train_data import HandwritingTask
-    from engine.trainer import resolve_device
+    from engine.trainer import check_counts, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.max_sequences is not None and args.max_sequences < 1:
-        raise EngineError("--max-sequences must be at least 1")
+    check_counts({"max_sequences": args.max_sequences}, {"max_sequences": 1})
     device = resolve_device(args.device)
     path = resolve_model_path(Path(args.model) if args.model else None)
     loaded = load_model(path, device)

@@ -206,11 +206,10 @@ class MainWindow(QMainWindow):
         self, kind: str, path: str | None = None, source: str = "page", **options
     ) -> str | None:
         """Export the Write tab's page, or with source="capture" the captured ink, whose
-        pressure sets the line width in PNG and SVG and travels as a channel in InkML."""
+        pressure sets the line width in PNG and SVG and travels as a channel in InkML. Kind
+        "trace" saves the finished page's window and mixture arrays (engine.trace)."""
         from studio import export as ex
 
-        if kind == "trace":
-            return self._export_trace(path)
         ink = None
         if source == "capture":
             ink = self.captured_ink()
@@ -225,12 +224,20 @@ class MainWindow(QMainWindow):
             what = "Write something on the Capture tab" if ink is not None else "Write something"
             QMessageBox.information(self, "Nothing to export", f"{what} first.")
             return None
+        trace = self.session.latest.trace if kind == "trace" else None
+        if kind == "trace" and trace is None:
+            QMessageBox.information(
+                self, "Still writing", "The trace is ready when the writing finishes or stops."
+            )
+            return None
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
                 self, f"Export {kind}", self._folder("export"), ex.FORMATS[kind]
             )
             if not path:
                 return None
+            if kind == "trace" and not path.lower().endswith(".npz"):
+                path += ".npz"
             if kind == "png":
                 btn = QMessageBox.StandardButton
                 was = st.get(self.settings, "export/png_transparent", False, bool)
@@ -263,40 +270,10 @@ class MainWindow(QMainWindow):
                 out = ex.export_svg(strokes, path, **options)
             elif kind == "inkml":
                 out = ex.export_inkml(strokes, text, path, ink=ink)
+            elif kind == "trace":  # the numbers behind the attention and density views
+                out = trace.save(path)
             else:
                 out = ex.export_animation(strokes, path, **options)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
-            from studio.workers import describe_error
-
-            QMessageBox.warning(self, "Export failed", describe_error(exc))
-            return None
-        self.statusBar().showMessage(f"Exported {out}", 5000)
-        return str(out)
-
-    def _export_trace(self, path: str | None) -> str | None:
-        """The numbers behind the attention and density views of the last finished writing."""
-        from studio import export as ex
-
-        snap = self.session.latest
-        if snap is None or not snap.n_points:
-            QMessageBox.information(self, "Nothing to export", "Write something first.")
-            return None
-        if snap.trace is None:
-            QMessageBox.information(
-                self, "Still writing", "The trace is ready when the writing finishes or stops."
-            )
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(
-                self, "Export trace", self._folder("export"), ex.FORMATS["trace"]
-            )
-            if not path:
-                return None
-            if not path.lower().endswith(".npz"):
-                path += ".npz"
-            self._remember_folder("export", path)
-        try:
-            out = snap.trace.save(path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message
             from studio.workers import describe_error
 
