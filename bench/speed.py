@@ -346,6 +346,88 @@ def job_loss(a) -> dict:
     return out
 
 
+class _Unflushed:
+    """Stands in for engine.fast.DenormalsFlushed in the "off" arm of job_denormals."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def job_denormals(a) -> dict:
+    """The same work with and without engine.fast.DenormalsFlushed (off: denormal floats are
+    computed in full, as IEEE and a peer's code do), arms interleaved in one process:
+    - bundled: the bundled model writing three lines (whole sampling steps, engine defaults);
+    - paper: a random 3 x 400 model writing a 40-character line to its stop (the window ends
+      far past the text, where phi's tails are denormal), whole steps;
+    - trainer: the real trainer's paper-size steps on bundled-corpus batches (--batch, --T):
+      the time of --iters steps after two warm-up steps, the same batches in both arms."""
+    import itertools
+
+    import torch
+
+    import engine.fast
+    import engine.trainer
+    from engine.sampler import generate
+    from engine.train_cli import RUN_DEFAULTS, build
+
+    flushed = engine.fast.DenormalsFlushed
+
+    def arm(on: bool):  # generate() imports the name per call, the trainer at import
+        engine.fast.DenormalsFlushed = engine.trainer.DenormalsFlushed = (
+            flushed if on else _Unflushed
+        )
+
+    lines = [(TEXT40, 0), ("Handwriting Studio writes this line", 1), ("Madison, MN 53703", 2)]
+    sampling = {"paper": _model("paper")}
+    if BUNDLED.exists():
+        sampling["bundled"] = _model("bundled")
+    out: dict = {}
+    for name, (model, alphabet, norm) in sampling.items():
+        todo = lines if name == "bundled" else [(TEXT40, 0)]
+        walls = {True: [], False: []}
+        for rep in range(a.iters + 1):
+            for on in (True, False):
+                arm(on)
+                n, t = 0, time.perf_counter()
+                for text, seed in todo:
+                    kw = dict(alphabet=alphabet, norm=norm, seed=seed, bias=0.5)
+                    for _ in itertools.islice(generate(model, text, **kw), 1500):
+                        n += 1
+                if rep:  # the first round warms caches and weight preparation
+                    walls[on].append((time.perf_counter() - t) / n * 1e3)
+        out[f"sample_{name}"] = {
+            "steps": n,
+            "flushed_ms": statistics.median(walls[True]),
+            "unflushed_ms": statistics.median(walls[False]),
+        }
+    arm(True)
+    runs = {}
+    for on in (True, False):
+        settings = {**RUN_DEFAULTS, "preset": "paper", "optimizer": "adam", "val_every": 0,
+                    "batch_size": a.batch, "max_len": a.T, "steps": a.iters + 2}  # fmt: skip
+        runs[on] = (build(settings, torch.device("cpu"), False, None)[0], [])
+    gens = {on: runs[on][0].run() for on in runs}
+    for _ in range(a.iters + 2):
+        for on in (True, False):
+            arm(on)
+            t = time.perf_counter()
+            next(gens[on])
+            runs[on][1].append(time.perf_counter() - t)
+    arm(True)
+    # both arms draw the same batches (same seed), whose lengths differ a lot: compare the sums
+    out["trainer"] = {
+        "batch": a.batch,
+        "T": a.T,
+        "steps": a.iters,
+        "flushed_s": sum(runs[True][1][2:]),
+        "unflushed_s": sum(runs[False][1][2:]),
+    }
+    return out
+
+
 def job_gpu(a) -> dict:
     """CUDA paths: the graph-captured fast step and fast-variant training (when a GPU exists)."""
     import torch
@@ -374,7 +456,8 @@ def job_gpu(a) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed")
     p.add_argument(
-        "job", choices=["sample", "latency", "train", "trainer", "trainmem", "loss", "gpu"]
+        "job",
+        choices=["sample", "latency", "train", "trainer", "trainmem", "loss", "denormals", "gpu"],
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--path", default="fast")

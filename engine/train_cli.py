@@ -412,6 +412,7 @@ def cmd_eval(args) -> int:
 
     from engine.alphabet import Alphabet
     from engine.checkpoint import load_model
+    from engine.fast import DenormalsFlushed
     from engine.sample_cli import resolve_model_path
     from engine.train_data import HandwritingTask
     from engine.trainer import check_counts, resolve_device
@@ -438,7 +439,7 @@ def cmd_eval(args) -> int:
         validation_only=True,  # the training lines are not read: no time spent resampling them
     )
     task.to(device)
-    with torch.no_grad():
+    with torch.no_grad(), DenormalsFlushed():  # as training does
         metrics = task.validate()
     if args.json:
         print(json.dumps(metrics))
