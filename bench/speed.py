@@ -174,7 +174,7 @@ def _train_model(variant: str, device="cpu"):
     from engine.models import HandwritingModel, preset
 
     torch.manual_seed(0)
-    if variant == "allcells":
+    if variant.startswith("allcells"):
         from bench.peer import AllCellsSynthesis
 
         return AllCellsSynthesis().to(device).train()
@@ -196,7 +196,7 @@ def _train_step(model, variant, x, idx, opt):
         else torch.autocast(x.device.type, enabled=False)
     )
     with ctx:
-        if variant == "allcells":
+        if variant.startswith("allcells"):
             y = model(inp, onehot)
         else:
             y, _ = model(inp, onehot=onehot)
@@ -210,8 +210,15 @@ def _train_step(model, variant, x, idx, opt):
 def job_train(a) -> dict:
     """Throughput of one or several variants (comma-separated). Several variants are timed
     round-robin in one process, one optimiser step each per round, so a change in machine
-    load hits all of them alike; the median over rounds is reported."""
+    load hits all of them alike; the median over rounds is reported. The engine's variants
+    (peephole, lstm, lstm_bf16) run with denormals flushed, as engine.trainer does; "allcells" is
+    the peer-style loop as such code runs (IEEE denormals), "allcells_flushed" the same loop
+    flushed, to show what flushing alone is worth."""
+    import contextlib
+
     import torch
+
+    from engine.fast import DenormalsFlushed
 
     device = "cuda" if a.device == "cuda" else "cpu"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -226,7 +233,8 @@ def job_train(a) -> dict:
         for v, (model, opt, walls, cpus) in runs.items():
             sync()
             t, c = time.perf_counter(), time.process_time()
-            _train_step(model, v, x, idx, opt)
+            with contextlib.nullcontext() if v == "allcells" else DenormalsFlushed():
+                _train_step(model, v, x, idx, opt)
             sync()
             walls.append(time.perf_counter() - t)
             cpus.append(time.process_time() - c)
