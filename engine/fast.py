@@ -32,6 +32,7 @@ than on the gate pre-activations.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -551,6 +552,18 @@ def _streamed_weights(model) -> int:
     matrices (layer 1: 4H x H; layer n: 4H x [h^{n-1}, h^n]) and the output layer (Eq. 3)."""
     H, N = model.config.hidden_size, model.config.num_layers
     return 4 * H * H + (N - 1) * 8 * H * H + model.output.weight.numel()
+
+
+def sampling_threads(model, cores: int | None = None, keep_free: int = 0) -> int:
+    """Torch CPU threads to sample `model` with: 2 where its int8 products are large enough to
+    split over two cores (paper size: 0.32 against 0.47 ms per whole step on this 2-core
+    machine, bench/RESULTS.md) and two cores remain after `keep_free` (the studio keeps one for
+    its GUI thread); 1 otherwise. Small models gain nothing from a second thread (their weights
+    sit in one core's cache), and where the other core is busy a parallel region waits for it
+    (2-100x slower steps were measured on a shared 2-core machine)."""
+    cores = (os.cpu_count() or 1) if cores is None else cores
+    large = model.output.weight.device.type == "cpu" and _streamed_weights(model) >= INT8_MIN_MODEL
+    return 2 if large and cores - keep_free >= 2 else 1
 
 
 def make_stepper(model, weight_dtype=torch.float32) -> FastStepper:

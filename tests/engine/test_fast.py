@@ -15,7 +15,14 @@ import torch
 
 from engine.alphabet import Alphabet
 from engine.checkpoint import load_model, save_model
-from engine.fast import FastPathError, FastStepper, make_stepper, params_numpy, supports
+from engine.fast import (
+    FastPathError,
+    FastStepper,
+    make_stepper,
+    params_numpy,
+    sampling_threads,
+    supports,
+)
 from engine.models import HandwritingModel, preset
 from engine.sampler import _params_to_numpy, generate, sample
 from engine.strokes import NormStats
@@ -364,3 +371,17 @@ def test_softplus_window_closed_forms_and_round_trip(tmp_path):
     assert load_model(tmp_path / "m.safetensors").model.config.window == "softplus"
     with pytest.raises(ValueError, match="window"):
         preset("tiny", window="cosine")
+
+
+def test_sampling_threads_split_only_large_models_over_free_cores():
+    """Two threads only where the int8 products are large (paper size) and two cores remain
+    after keep_free; small models and busy or small machines keep one."""
+    torch.manual_seed(0)
+    paper = HandwritingModel(preset("paper")).eval()
+    tiny = _model()
+    assert sampling_threads(paper, cores=2) == 2
+    assert sampling_threads(paper, cores=2, keep_free=1) == 1  # the studio on a 2-core machine
+    assert sampling_threads(paper, cores=8, keep_free=1) == 2
+    assert sampling_threads(paper, cores=1) == 1
+    assert sampling_threads(tiny, cores=8) == 1
+    assert sampling_threads(tiny, cores=8, keep_free=1) == 1

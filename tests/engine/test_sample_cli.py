@@ -109,6 +109,7 @@ def test_same_seed_same_output(model_file, tmp_path):
         (["--text", "", "--out", "OUT.json"], "no text"),
         (["--text", "hi", "--weights", "int4", "--out", "OUT.json"], "--weights must be one of"),
         (["--text", "hi", "--seed", "-5", "--out", "OUT.json"], "seed must be a whole number"),
+        (["--text", "hi", "--threads", "0", "--out", "OUT.json"], "--threads must be at least 1"),
         (["--text", "hi", "--out", "OUT.json", "--trace", "OUT.csv"], "is a NumPy .npz file"),
         (
             ["--text", "hi", "--out", "OUT.json", "--trace", "/nonexistent/t.npz"],
