@@ -555,12 +555,13 @@ def _streamed_weights(model) -> int:
 
 
 def sampling_threads(model, cores: int | None = None, keep_free: int = 0) -> int:
-    """Torch CPU threads to sample `model` with: 2 where its int8 products are large enough to
-    split over two cores (paper size: 0.32 against 0.47 ms per whole step on this 2-core
-    machine, bench/RESULTS.md) and two cores remain after `keep_free` (the studio keeps one for
-    its GUI thread); 1 otherwise. Small models gain nothing from a second thread (their weights
-    sit in one core's cache), and where the other core is busy a parallel region waits for it
-    (2-100x slower steps were measured on a shared 2-core machine)."""
+    """Torch CPU threads to sample `model` with: 2 where its weights are large enough for int8
+    (INT8_MIN_MODEL, the same rule as resolve_weights) and two cores remain after `keep_free`
+    (the studio keeps one for its GUI thread); 1 otherwise. Measured on an idle 2-core machine,
+    network step, 1 against 2 threads: 3 x 400 int8 0.39 / 0.30 ms, the bundled 3 x 256 int8
+    0.22 / 0.16 ms, 2 x 128 fp32 0.071 / 0.080 ms (slower: its weights sit in one core's cache
+    and the parallel regions cost more than they split). Where the other core is busy a parallel
+    region waits for it: 2-100x slower steps were measured on a shared 2-core machine."""
     cores = (os.cpu_count() or 1) if cores is None else cores
     large = model.output.weight.device.type == "cpu" and _streamed_weights(model) >= INT8_MIN_MODEL
     return 2 if large and cores - keep_free >= 2 else 1

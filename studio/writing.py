@@ -170,8 +170,8 @@ class WriteJob:
         from engine.fast import sampling_threads
         from engine.sampler import primed_text
 
-        # one thread, or two for a paper-size model where a third core is left for the GUI: on
-        # a busy 2-core machine a second thread can slow small ops ~100x
+        # one thread, or two for an int8-size model where a third core is left for the GUI:
+        # on a busy 2-core machine a second thread can slow small ops ~100x
         torch.set_num_threads(sampling_threads(self.loaded.model, keep_free=1))
         self._origins: list[np.ndarray] = []
         kwargs = dict(bias=self.bias, primer=self.primer)
