@@ -23,6 +23,10 @@ stepper falls back (bf16 on a GPU, fp32 elsewhere) and says why in `fallback`.
 The same buffers make the step capturable as a CUDA graph; on a GPU `FastStepper` captures it
 once per `reset` (code path written for CUDA, exercised only where a GPU is present).
 
+Also here: `DenormalsFlushed`, which the sampler and the trainer hold around each step (the
+window's weights pass through the denormal range and each denormal operand costs a microcode
+assist), and `sampling_threads`, how many CPU threads a model samples best with.
+
 Training: `UpperLSTMStack` runs layers 2..N as whole-sequence `nn.LSTM`s (cuDNN on a GPU, oneDNN
 on the CPU) for the `cell="lstm"` variant of HandwritingConfig. Only layer 1 and the window loop
 step by step. This variant is a deliberate deviation from the paper: layers 2..N have no
