@@ -109,8 +109,6 @@ class DenormalsFlushed:
 
     def __exit__(self, *exc) -> None:
         if not self._was:
-            import torch
-
             torch.set_flush_denormal(False)
 
 
@@ -481,7 +479,7 @@ class FastStepper:
     def step_numpy(self, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The sampler's step on the CPU: x_t (B, 3) array -> views of the y_hat and phi
         buffers (overwritten by the next step; copy what must outlive it). No checks, no
-        copies and no DenormalsFlushed (generate() holds it around the whole step): the caller
+        copies and no DenormalsFlushed (generate() holds it around this call): the caller
         guarantees the shape. Falls back to `step` on a GPU."""
         if self.x_np is None:
             y, phi = self.step(x_t)

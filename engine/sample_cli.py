@@ -47,8 +47,9 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--weights",
         default="auto",
-        help="how the fast sampling step stores its weights: auto (int8 for paper-size models "
-        "on the CPU, else fp32), fp32, bf16 or int8 (default auto)",
+        help="how the fast sampling step stores its weights: auto (int8 on the CPU for models "
+        "with at least 1 M streamed weights, such as the bundled one; else fp32), fp32, bf16 "
+        "or int8 (default auto)",
     )
     p.add_argument(
         "--threads",

@@ -172,8 +172,9 @@ def generate(
     `fast` runs each step through engine.fast.FastStepper (same distribution parameters as
     `model.step` up to float rounding; see tests/engine/test_fast.py); False uses `model.step`.
     `weights` ("auto" | "fp32" | "bf16" | "int8") is how the fast path stores its matrices
-    (int8: a quarter of the weight bytes); "auto" is int8 for paper-size models on the CPU and
-    fp32 otherwise (engine.fast.resolve_weights). The reference path ignores it.
+    (int8: a quarter of the weight bytes); "auto" is int8 on the CPU for models with at least
+    1 M streamed weights (the bundled 3 x 256 and larger) and fp32 otherwise
+    (engine.fast.resolve_weights). The reference path ignores it.
     """
     import torch
 

@@ -380,7 +380,7 @@ class Trainer:
         if self._snapshot is None:
             self._snapshot = self._state(clone=True)
         self._open_logs()
-        flushed = DenormalsFlushed()  # 19-24 % faster steps on the CPU
+        flushed = DenormalsFlushed()  # 1.15-1.26x faster CPU steps (bench.speed denormals)
         while self.step < cfg.steps:
             with flushed:
                 report = self._train_step()
