@@ -354,16 +354,6 @@ def job_loss(a) -> dict:
     return out
 
 
-class _Unflushed:
-    """Stands in for engine.fast.DenormalsFlushed in the "off" arm of job_denormals."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
 def job_denormals(a) -> dict:
     """The same work with and without engine.fast.DenormalsFlushed (off: denormal floats are
     computed in full, as IEEE and a peer's code do), arms interleaved in one process:
@@ -372,6 +362,7 @@ def job_denormals(a) -> dict:
       far past the text, where phi's tails are denormal), whole steps;
     - trainer: the real trainer's paper-size steps on bundled-corpus batches (--batch, --T):
       the time of --iters steps after two warm-up steps, the same batches in both arms."""
+    import contextlib
     import itertools
 
     import torch
@@ -385,7 +376,7 @@ def job_denormals(a) -> dict:
 
     def arm(on: bool):  # generate() imports the name per call, the trainer at import
         engine.fast.DenormalsFlushed = engine.trainer.DenormalsFlushed = (
-            flushed if on else _Unflushed
+            flushed if on else contextlib.nullcontext
         )
 
     lines = [(TEXT40, 0), ("Handwriting Studio writes this line", 1), ("Madison, MN 53703", 2)]

@@ -544,9 +544,13 @@ def resolve_weights(model, weights: str = "auto") -> str:
     if weights != "auto":
         parse_weights(weights)
         return weights
-    if model.output.weight.device.type != "cpu":
-        return "fp32"
-    return "int8" if _streamed_weights(model) >= INT8_MIN_MODEL else "fp32"
+    return "int8" if _int8_sized(model) else "fp32"
+
+
+def _int8_sized(model) -> bool:
+    """On the CPU, with at least INT8_MIN_MODEL streamed weights: the models that int8 weights
+    (resolve_weights) and a second sampling thread (sampling_threads) both pay off for."""
+    return model.output.weight.device.type == "cpu" and _streamed_weights(model) >= INT8_MIN_MODEL
 
 
 def _streamed_weights(model) -> int:
@@ -565,8 +569,7 @@ def sampling_threads(model, cores: int | None = None, keep_free: int = 0) -> int
     and the parallel regions cost more than they split). Where the other core is busy a parallel
     region waits for it: 2-100x slower steps were measured on a shared 2-core machine."""
     cores = (os.cpu_count() or 1) if cores is None else cores
-    large = model.output.weight.device.type == "cpu" and _streamed_weights(model) >= INT8_MIN_MODEL
-    return 2 if large and cores - keep_free >= 2 else 1
+    return 2 if _int8_sized(model) and cores - keep_free >= 2 else 1
 
 
 def make_stepper(model, weight_dtype=torch.float32) -> FastStepper:

@@ -6,6 +6,7 @@ inherit their creator's mode), so the order of tests does not matter. The probe 
 product whose exact value, 1e-39, is denormal: it stays non-zero unless flushing is on.
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -154,14 +155,8 @@ def test_a_window_leaving_characters_behind_samples_the_same_with_and_without_fl
     res: dict = {}
     _in_fresh_thread(lambda seen: res.__setitem__("on", draw()))
 
-    class Unflushed:  # generate without the context: denormals survive
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-    monkeypatch.setattr(engine.fast, "DenormalsFlushed", Unflushed)
+    # generate without the context: denormals survive
+    monkeypatch.setattr(engine.fast, "DenormalsFlushed", contextlib.nullcontext)
     _in_fresh_thread(lambda seen: res.update(off=draw(), saw=_saw_denormal(model)))
     assert res["saw"], "the setup no longer produces denormal window weights"
     assert len(res["on"]) == len(res["off"]) == 60
