@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 WINDOWS = ("graves", "softplus")
+LOG2E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -78,6 +79,13 @@ class SoftWindow(nn.Module):
 
 
 def window_weights(alpha: Tensor, beta: Tensor, kappa: Tensor, positions: Tensor) -> Tensor:
-    """phi(t, u) = sum_k alpha_k exp(-beta_k (kappa_k - u)^2)  (Eq. 46) -> (B, U)."""
+    """phi(t, u) = sum_k alpha_k exp(-beta_k (kappa_k - u)^2)  (Eq. 46) -> (B, U).
+
+    Computed as exp2(-(beta log2 e) d^2), the same function: torch's CPU exp is 8-17x slower
+    per element for arguments below -87, where it underflows, and most of the window's
+    arguments lie there (every character far from kappa). exp2 is not, where denormals are
+    flushed (engine.fast.DenormalsFlushed, which the trainer and sampler hold). Measured on
+    this machine for a (32, 10, 41) window with arguments in [-3000, 0], flushed: exp 219 us,
+    exp2 4.3 us; in [-30, 0]: 3.2 and 4.6 us."""
     d = kappa.unsqueeze(-1) - positions  # (B, K, U)
-    return (alpha.unsqueeze(-1) * torch.exp(-beta.unsqueeze(-1) * d * d)).sum(dim=1)
+    return (alpha.unsqueeze(-1) * torch.exp2(-(beta * LOG2E).unsqueeze(-1) * d * d)).sum(dim=1)

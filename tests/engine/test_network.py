@@ -89,6 +89,25 @@ def test_window_matches_equations_46_and_47():
     assert torch.allclose(w, phi)  # Eq. 47 with one-hot characters picks phi(t, u)
 
 
+def test_window_by_exp2_matches_exp_in_value_and_gradient_over_the_whole_range():
+    # window_weights computes exp(-beta d^2) as exp2(-beta log2(e) d^2) (torch's CPU exp is
+    # slow where it underflows): same values to float rounding, same gradients, near and far
+    g = torch.Generator().manual_seed(0)
+    alpha = (torch.rand(3, 2, generator=g) * 3).requires_grad_()
+    beta = torch.exp(torch.randn(3, 2, generator=g)).requires_grad_()
+    kappa = (torch.rand(3, 2, generator=g) * 10).requires_grad_()
+    pos = torch.arange(1, 42, dtype=torch.float32)
+    got = window_weights(alpha, beta, kappa, pos)
+    d = kappa.unsqueeze(-1) - pos
+    ref = (alpha.unsqueeze(-1) * torch.exp(-beta.unsqueeze(-1) * d * d)).sum(1)
+    assert (ref == 0).any() and (ref > 0).any()  # both regimes are exercised
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-30)
+    grads = torch.autograd.grad(got.sum(), (alpha, beta, kappa))
+    refs = torch.autograd.grad(ref.sum(), (alpha, beta, kappa))
+    for a, b in zip(grads, refs):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_kappa_never_decreases():
     torch.manual_seed(3)
     win = SoftWindow(8, 3)
