@@ -36,6 +36,7 @@ than on the gate pre-activations.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 
 from engine import EngineError
 from engine.lstm import clip_derivative
-from engine.window import window_params
+from engine.window import LOG2E, window_params
 
 CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
 WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
@@ -247,7 +248,11 @@ class FastStepper:
         if self.synthesis:
             lin = self.model.window.linear
             self.window_kind = self.model.window.kind
-            self.Wp, self.bp = lin.weight.detach().t().contiguous(), lin.bias.detach()  # Eq. 48
+            self.Wp, self.bp = lin.weight.detach().t().contiguous(), lin.bias.detach().clone()
+            if self.window_kind == "graves":
+                # beta log2 e, for exp2 in _window: exp(b_hat + ln log2 e) = beta log2 e (Eq. 50)
+                K = self.model.config.window_components
+                self.bp[K : 2 * K] += math.log(LOG2E)
         self.fallback = None
         try:
             self._store_weights(Wrec, Wy, self.wdtype)
@@ -355,7 +360,9 @@ class FastStepper:
             return
         inp = inp if inp.dtype == torch.bfloat16 else inp.to(torch.bfloat16)
         r = W.matmul(inp) if W.dtype == torch.int8 else torch.mm(inp, W)
-        torch.add(r, base, out=out) if base is not None else out.copy_(r)
+        out.copy_(r)  # bf16 -> fp32; then add in fp32 (torch.add(r, base, out=out) would
+        if base is not None:  # promote r into a fresh fp32 tensor first: 2-3x the time)
+            out.add_(base)
 
     def _views(self) -> None:
         """Slices of the buffers each layer reads and writes, made once per reset (slicing
@@ -407,12 +414,15 @@ class FastStepper:
         """Eqs. 46-51 from h^1_t, then phi's contribution to every layer's gates."""
         torch.addmm(self.bp, self.h1, self.Wp, out=self.abk)  # Eq. 48
         if self.window_kind == "graves":
-            self.abk.exp_()  # Eqs. 49-51
+            self.abk.exp_()  # Eqs. 49-51; bp holds beta's factor log2 e
         else:
             self.abk.copy_(torch.cat(window_params(self.abk, self.window_kind), dim=-1))
+            self.beta3.mul_(LOG2E)
         self.kappa.add_(self.kinc)  # Eq. 51
         d = torch.sub(self.kappa3, self.pos, out=self.d)  # (B, K, U+1)
-        d.square_().mul_(self.beta3).neg_().exp_()
+        # exp2, not exp: most arguments lie below -87, where torch's CPU exp is 8-17x slower
+        # (engine.window.window_weights)
+        d.mul_(d).mul_(self.beta3).neg_().exp2_()
         torch.bmm(self.alpha3, d, out=self.phi3)  # Eq. 46, (B, 1, U+1)
         if self.P is not None and self.shared:
             self._mm(self.phi, self.P, self.gw)
@@ -485,8 +495,11 @@ class FastStepper:
             y, phi = self.step(x_t)
             return y.cpu().numpy(), None if phi is None else phi.cpu().numpy()
         self.x_np[...] = x_t
-        with torch.inference_mode():
+        if torch.is_inference_mode_enabled():  # generate() holds it: entering costs 1.5 us
             self._core()
+        else:
+            with torch.inference_mode():
+                self._core()
         return self.y_np, self.phi_np
 
     def state(self):
