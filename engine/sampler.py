@@ -260,11 +260,16 @@ def generate(
                     x = offset.copy()
                     x[:, :2] = (offset[:, :2] - mean) / std
             yield SampleStep(t, offset, primed, phi_np, params, done.copy())
-            if not primed and phi_np is not None:
-                # Sec. 5.3 stop rule: the window has moved past the last character
+            if primed or phi_np is None:
+                continue
+            # Sec. 5.3 stop rule: the window has moved past the last character
+            if batch == 1:  # phi[U] > max(phi[:U]): the first maximum is at U (4x cheaper)
+                if phi_np[0].argmax() == U:
+                    return
+            else:
                 done |= phi_np[:, U] > phi_np[:, :U].max(axis=1)
-            if done.all():
-                return
+                if done.all():
+                    return
 
 
 def _fast_step(model, batch: int, onehot, bias: float, norm: NormStats, weights: str):
