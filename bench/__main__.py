@@ -76,6 +76,9 @@ def collect(quick: bool, sampling_only: bool = False) -> dict:
         model = "bundled"
         for path in ("reference", "fast", "fast_int8", "stepper", "stepper_int8"):
             S[f"{path}/t1/bundled"] = _run("sample", 1, path=path, model="bundled", steps=steps)
+        if not sampling_only:  # engine.fast.sampling_threads picks 2 for it on an idle box
+            for path in ("fast_int8", "stepper_int8"):
+                S[f"{path}/t2/bundled"] = _run("sample", 2, path=path, model="bundled", steps=steps)
         S["stepper_int8_all/t1/bundled"] = _run(
             "sample", 1, path="stepper_int8", model="bundled", steps=steps, **{"int8-all": ""}
         )
@@ -148,11 +151,13 @@ def table(R: dict) -> str:
         ("stepper_int8", "network only, int8 asked"),
         ("stepper_int8_all", "network only, all int8"),
     ):
-        k = f"{path}/t1/bundled"
-        if k in S:
-            used = g(k, "weights_used")
-            label += f" (used {used})" if "int8" in path and used else ""
-            add(f"sample ms/step bundled model, {label}", g(k), g(k, "cpu_ms"), base)
+        for t in (1, 2):
+            k = f"{path}/t{t}/bundled"
+            if k in S:
+                used = g(k, "weights_used")
+                lab = label + (f" (used {used})" if "int8" in path and used else "")
+                peer = g(f"peer/t{t}/b1")
+                add(f"sample ms/step bundled model, {lab}, {t} thr", g(k), g(k, "cpu_ms"), peer)
     L = R["latency"]
     lb = L["reference"].get("first_ink_ms")
     add(
