@@ -139,6 +139,11 @@ class WriteTab(QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(1)
         self.variation = QPushButton("New variation")
+        self.variations_button = QPushButton("Variations…")
+        self.variations_button.setToolTip(
+            "Write the first line with several seeds side by side and pick one"
+        )
+        self._variations = None  # the dialog, made on first use
         self.write_button = QPushButton("Write")
         self.write_button.setDefault(True)
         self.scribble_button = QPushButton("Write without text")
@@ -156,6 +161,7 @@ class WriteTab(QWidget):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.variation)
+        seed_row.addWidget(self.variations_button)
         form.addRow("Seed", seed_row)
         buttons = QHBoxLayout()
         for b in (self.write_button, self.stop_button, self.scribble_button):
@@ -202,6 +208,7 @@ class WriteTab(QWidget):
         self.scribble_button.clicked.connect(self.scribble)
         self.stop_button.clicked.connect(self.stop)
         self.variation.clicked.connect(self.new_variation)
+        self.variations_button.clicked.connect(self.show_variations)
         self.untrained_button.clicked.connect(lambda: self.models.create_untrained("synthesis"))
         self.timeline.valueChanged.connect(self.session.set_cursor)
         self.text.textChanged.connect(self._check_text)
@@ -226,6 +233,7 @@ class WriteTab(QWidget):
         kind = None if loaded is None else loaded.kind
         busy = self.controller.is_running()
         self.write_button.setEnabled(kind == "synthesis" and not busy)
+        self.variations_button.setEnabled(kind == "synthesis")  # its own worker, busy or not
         self.scribble_button.setVisible(kind == "prediction")
         self.scribble_button.setEnabled(not busy)
         self.untrained_button.setVisible(loaded is None and not self.models.loading)
@@ -269,6 +277,52 @@ class WriteTab(QWidget):
     # -- actions -----------------------------------------------------------------------------
     def new_variation(self) -> None:
         self.seed.setValue(random.randrange(0, 2**31 - 1))
+        if self.write_button.isEnabled():
+            self.write()
+
+    def show_variations(self, seeds=None) -> bool:
+        """Open the Variations dialog and write the first line with several seeds (random
+        unless given); choosing one sets the seed and writes the page."""
+        loaded = self.models.loaded
+        if loaded is None or loaded.kind != "synthesis":
+            self.banner.show_message(
+                "Load a synthesis model first (Model menu), or create an untrained tiny model."
+            )
+            return False
+        if not self._check_text():
+            return False
+        from engine import EngineError
+
+        try:
+            lines = self.lines()
+            primer = self._primer()
+        except (EngineError, OSError, ValueError) as exc:
+            from studio.workers import describe_error
+
+            self.banner.show_message(f"Cannot write: {describe_error(exc)}", "warning")
+            return False
+        if self._variations is None:
+            from studio.variations import VariationsDialog
+
+            self._variations = VariationsDialog(self)
+            self._variations.chosen.connect(self._use_variation)
+            self._variations.more_requested.connect(self.show_variations)
+        dialog = self._variations
+        started = dialog.start(loaded, lines, bias=self.bias.value(), primer=primer, seeds=seeds)
+        dialog.show()
+        dialog.raise_()
+        return started
+
+    def _use_variation(self, seed: int) -> None:
+        self.seed.setValue(seed)
+        if self.controller.is_running():  # a page is being written: stop it, write the choice
+            self.controller.stopped.connect(self._write_once_stopped)
+            self.controller.request_stop()
+        elif self.write_button.isEnabled():
+            self.write()
+
+    def _write_once_stopped(self) -> None:
+        self.controller.stopped.disconnect(self._write_once_stopped)
         if self.write_button.isEnabled():
             self.write()
 
@@ -373,4 +427,6 @@ class WriteTab(QWidget):
         self.banner.show_message(f"Writing failed: {message}")
 
     def shutdown(self) -> None:
+        if self._variations is not None:
+            self._variations.shutdown()
         self.controller.shutdown()
