@@ -5,10 +5,11 @@ Each card is exactly what Write produces for that line with the card's seed (the
 so choosing a card and writing the page reproduces the card's line and goes on with the rest.
 
 The cards are sampled one after another with batch 1, not as one batch: a batch of rows is
-faster per row (bench: batch 8 costs 0.14-0.19 ms per sample-step against 0.2-0.47 ms for one
-row) but not row-exact, because the int8 products round differently at batch 8 than at batch 1
-(raw outputs up to 0.06 apart after 100 steps of the bundled model), and sampling amplifies
-any difference. A seed must mean one line. With the bundled model a card takes ~60 ms.
+cheaper per row (bench, paper-size model: 0.14-0.19 ms per sample-step at batch 8, against
+0.47-0.63 ms for one row with int8 weights) but not row-exact: the int8 products round
+differently at batch 6 than at batch 1 (the bundled model's raw outputs drift up to 0.06 apart
+within 100 steps on the same inputs), and sampling amplifies any difference. A seed must mean
+one line. With the bundled model six cards take ~0.4-0.5 s.
 """
 
 from __future__ import annotations
