@@ -194,3 +194,27 @@ def test_model_details_show_the_network_spacing_and_training(qtbot, window, tmp_
     for want in ("1 × 32 LSTM", "spaced 2.7 units", "about 9 per character", f"{count:,}",
                  "1,200 steps on cpu, 10 min", "-123.4 nats per line at step 1000"):  # fmt: skip
         assert want in html, want
+
+
+def test_a_loaded_model_is_warmed_up_and_a_failing_warm_up_still_loads(
+    qtbot, window, monkeypatch, caplog
+):
+    # the loading thread prepares the fast step (its weights cached on the model), so the
+    # first Write does not pay for it
+    with qtbot.waitSignal(window.models.changed, timeout=60000):
+        window.models.create_untrained("synthesis")
+    qtbot.waitUntil(lambda: window.models.loaded is not None and not window.models.loading)
+    assert window.models.loaded.model.__dict__.get("_fast_weights")
+
+    import engine.sampler
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel today")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(engine.sampler, "generate", broken)
+    with qtbot.waitSignal(window.models.changed, timeout=60000):
+        window.models.create_untrained("prediction")
+    qtbot.waitUntil(lambda: not window.models.loading, timeout=60000)
+    assert window.models.loaded.kind == "prediction"
+    assert "warming up the model failed" in caplog.text
