@@ -126,3 +126,13 @@ def test_stopping_leaves_the_written_cards_and_says_how_many(qtbot, window, tiny
     unfinished = [c for c in dialog.cards[:10] if not c.isEnabled()]
     assert len(unfinished) == 10 - result["done"]
     assert dialog.more.isEnabled()
+
+
+def test_shutting_the_tab_down_stops_a_running_variations_job(qtbot, window, tiny_synthesis):
+    tab = window.write_tab
+    window.models.set_loaded(tiny_synthesis, "tiny")
+    tab.text.setPlainText("abcdefgh ijklmnop")
+    assert tab.show_variations(seeds=list(range(12)))
+    assert tab._variations.controller.is_running()
+    tab.shutdown()  # what closing the main window does
+    assert not tab._variations.controller.is_running()
