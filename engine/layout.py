@@ -53,9 +53,12 @@ class LineEvent:
 
 
 def write_lines(
-    model, lines: list[str], *, seed: int | None = None, **kwargs
+    model, lines: list[str], *, seed: int | None = None, tries: int = 1, **kwargs
 ) -> Iterator[LineEvent]:
-    """Sample each non-blank line; line i uses seed + i so a seed reproduces the page."""
+    """Sample each non-blank line; line i uses seed + i so a seed reproduces the page.
+    tries > 1 writes each line that many times at once and keeps the best (`best_line`); its
+    steps then arrive together once the line is chosen."""
+    check_tries(tries)
     alphabet = kwargs.get("alphabet") or getattr(model, "alphabet", None)
     if alphabet is not None:  # refuse a bad line before any other line is sampled
         for line in lines:
@@ -66,8 +69,90 @@ def write_lines(
             continue
         line_seed = None if seed is None else seed + i
         origin = (0.0, i * LINE_GAP)
-        for step in generate(model, line, seed=line_seed, **kwargs):
+        if tries == 1:
+            steps = generate(model, line, seed=line_seed, **kwargs)
+        else:
+            steps = best_line(model, line, tries, seed=line_seed, **kwargs)[0]
+        for step in steps:
             yield LineEvent(i, line, origin, step)
+
+
+DEFAULT_TRIES = 3  # the studio's and the CLI's default (bench.legibility --tries: CER -28..-45 %)
+MAX_TRIES = 16
+
+
+def check_tries(tries) -> None:
+    if isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= MAX_TRIES:
+        raise SamplingError(f"tries must be a whole number from 1 to {MAX_TRIES}, not {tries!r}")
+
+
+def attention_coverage(phi: np.ndarray, first: int, count: int) -> float:
+    """How well the window covered the line: min over its characters of the largest weight
+    phi(t, u) each received. phi (T, U+1) of the written steps; the characters are columns
+    first .. first+count-1 (after any primer text). A character the pen skipped or slurred
+    never gets a clear peak, so a low value flags a line an offline recogniser misreads:
+    bundled model, 60 held-out texts x 3 seeds at bias 0.75, the lowest tenth by this measure
+    had a character error rate of 0.23-0.26 against 0.10 for the rest."""
+    if count <= 0 or len(phi) == 0:
+        return 0.0
+    return float(phi[:, first : first + count].max(axis=0).min())
+
+
+def best_line(model, text: str, tries: int, *, seed: int | None = None, **kwargs):
+    """Write `text` `tries` times at once (one batch, one generator seeded with `seed`) and
+    keep the candidate whose attention covered every character best (`attention_coverage`).
+    Returns (its steps as batch-1 SampleSteps, the coverage of every candidate).
+
+    Measured with bench.legibility --tries (an offline recogniser's character error rate on
+    60 held-out texts, seeds 0-2): best of 3 writes 28 % (bias 0.75) to 45 % (bias 1.0) fewer
+    wrong characters than one try, for about twice the time of one line (the batch runs until
+    its slowest row stops)."""
+    from engine.sampler import primed_text
+
+    check_tries(tries)
+    if kwargs.get("batch", 1) != 1:
+        raise SamplingError("best_line writes one line: leave batch at 1")
+    steps = list(generate(model, text, seed=seed, batch=tries, **kwargs))
+    primer = kwargs.get("primer")
+    first = len(primed_text(primer.text, text)) - len(text) if primer is not None else 0
+    rows = [_row_steps(steps, b) for b in range(tries)]
+    scores = []
+    for row in rows:
+        phi = [s.phi[0] for s in row if not s.primed and s.phi is not None]
+        scores.append(attention_coverage(np.asarray(phi), first, len(text)) if phi else 0.0)
+    return rows[int(np.argmax(scores))], scores
+
+
+def _row_steps(steps, b: int) -> list:
+    """Row b of a batch's steps as batch-1 SampleSteps, up to the step where it stopped."""
+    from engine.sampler import SampleStep
+
+    out = []
+    for s in steps:
+        if s.done[b]:
+            break
+        out.append(
+            SampleStep(
+                s.t,
+                s.offset[b : b + 1],
+                s.primed,
+                None if s.phi is None else s.phi[b : b + 1],
+                _row_params(s, b),
+                s.done[b : b + 1],
+            )
+        )
+    return out
+
+
+def _row_params(step, b: int):
+    def params():
+        from engine.sampler import StepParams
+
+        p = step.params
+        return StepParams(p.pi[b : b + 1], p.mu[b : b + 1], p.sigma[b : b + 1],
+                          p.rho[b : b + 1], p.e[b : b + 1])  # fmt: skip
+
+    return params
 
 
 @dataclass
