@@ -110,6 +110,8 @@ def test_same_seed_same_output(model_file, tmp_path):
         (["--text", "hi", "--weights", "int4", "--out", "OUT.json"], "--weights must be one of"),
         (["--text", "hi", "--seed", "-5", "--out", "OUT.json"], "seed must be a whole number"),
         (["--text", "hi", "--threads", "0", "--out", "OUT.json"], "--threads must be at least 1"),
+        (["--text", "hi", "--tries", "0", "--out", "OUT.json"], "tries must be a whole number"),
+        (["--text", "hi", "--tries", "40", "--out", "OUT.json"], "from 1 to 16"),
         (["--text", "hi", "--out", "OUT.json", "--trace", "OUT.csv"], "is a NumPy .npz file"),
         (
             ["--text", "hi", "--out", "OUT.json", "--trace", "/nonexistent/t.npz"],
@@ -232,3 +234,26 @@ def test_trace_of_a_prediction_model_has_no_window(tmp_path):
     z = np.load(trace, allow_pickle=False)
     assert str(z["kind"]) == "prediction" and "line0_phi" not in z.files
     assert len(z["line0_offsets"]) == len(z["line0_e"]) <= 30
+
+
+def test_tries_picks_among_lines_so_a_prediction_model_refuses_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = tmp_path / "pred.safetensors"
+    save_model(model, HandwritingModel(preset("tiny", kind="prediction")), None, NormStats())
+    args = ["sample", "--model", str(model), "--steps", "20", "--out", str(tmp_path / "p.json")]
+    assert main([*args, "--tries", "3"]) == 1
+    assert "needs a synthesis model" in capsys.readouterr().err
+    assert main([*args, "--tries", "1"]) == 0  # one try is plain sampling: allowed
+
+
+def test_tries_one_and_the_default_write_different_pages_each_reproducible(model_file, tmp_path):
+    # the default (best of 3) picks among three lines drawn as one batch; --tries 1 is the
+    # plain batch-1 sample: another random stream, another page
+    pages = {}
+    for name, extra in (("one", ["--tries", "1"]), ("default", []), ("default2", [])):
+        out = tmp_path / f"{name}.json"
+        args = ["sample", "--text", "abc", "--model", str(model_file), "--seed", "4"]
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        pages[name] = json.loads(out.read_text())["strokes"]
+    assert pages["default"] == pages["default2"]
+    assert pages["default"] != pages["one"]
