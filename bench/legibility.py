@@ -197,6 +197,27 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
     return [offsets_to_strokes(np.array(o, np.float32).reshape(-1, 3)) for o in out]
 
 
+def sample_engine(loaded, texts, bias: float, seed: int = 0, tries: int = 1, primer=None):
+    """Write every text the way the studio and `handwriting-engine sample` write a page line
+    (engine.layout: one `generate` per text at tries 1, else `best_line`); text i gets seed
+    seed * 1000 + i. Returns a list of stroke lists (primer ink excluded)."""
+    from engine.layout import best_line
+    from engine.sampler import generate
+    from engine.strokes import offsets_to_strokes
+
+    out = []
+    for i, text in enumerate(texts):
+        kw = dict(seed=seed * 1000 + i, bias=bias, primer=primer)
+        steps = (
+            list(generate(loaded, text, **kw))
+            if tries == 1
+            else best_line(loaded, text, tries, **kw)[0]
+        )
+        offs = [s.offset[0] for s in steps if not s.primed and not s.done[0]]
+        out.append(offsets_to_strokes(np.array(offs, np.float32).reshape(-1, 3)))
+    return out
+
+
 def score_model(
     model_path,
     biases,
@@ -207,7 +228,10 @@ def score_model(
     sheet=None,
     primer=None,
     smooth=False,
+    tries=None,
 ) -> dict:
+    """CER per bias. tries None: the batched sampler above (all texts in one batch, fast);
+    tries N: the engine's own page path, best of N per line (sample_engine)."""
     from engine.checkpoint import load_model
 
     loaded = load_model(model_path)
@@ -215,7 +239,10 @@ def score_model(
     results, rows = {}, []
     for bias in biases:
         t0 = time.perf_counter()
-        strokes = sample_texts(loaded, texts, bias, seed, primer=primer)
+        if tries is None:
+            strokes = sample_texts(loaded, texts, bias, seed, primer=primer)
+        else:
+            strokes = sample_engine(loaded, texts, bias, seed, tries, primer)
         hyps = []
         for i, (text, st) in enumerate(zip(texts, strokes)):
             img = render_line(st, smooth=smooth)
@@ -276,6 +303,12 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--smooth", action="store_true", help="draw the spline through the points (as the studio)"
     )
+    ap.add_argument(
+        "--tries",
+        type=int,
+        help="write each text through the engine's page path, best of N per line "
+        "(engine.layout.best_line; 1 = one plain sample); default: the batched sampler",
+    )
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     try:
@@ -299,6 +332,10 @@ def run(args) -> int:
             print(
                 f"warning: {len(overlap)} bench texts are corpus labels: {overlap}", file=sys.stderr
             )
+    if args.tries is not None:
+        from engine.layout import check_tries
+
+        check_tries(args.tries)
     if args.real_only and not args.real:
         raise EngineError("--real-only with --real 0 scores nothing")
     model_path = None
@@ -328,7 +365,10 @@ def run(args) -> int:
             args.sheet,
             primer,
             args.smooth,
+            args.tries,
         )
+        if args.tries is not None:
+            out["tries"] = args.tries
         if primer is not None:
             out["primer"] = {"path": str(args.primer), "text": primer.text}
         for k, v in out["model"].items():
