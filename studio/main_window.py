@@ -298,6 +298,7 @@ class MainWindow(QMainWindow):
         w.bias.set_value(st.get(s, "write/bias", w.bias.value(), float))
         w.seed.setValue(st.get(s, "write/seed", w.seed.value(), int))
         w.page_width.setValue(st.get(s, "write/page_width", w.page_width.value(), int))
+        w.tries.setValue(st.get(s, "write/tries", w.tries.value(), int))
         w.refresh_styles(select=st.get(s, "write/style", "") or None)
 
     def save_settings(self) -> None:
@@ -308,6 +309,7 @@ class MainWindow(QMainWindow):
         s.setValue("write/bias", w.bias.value())
         s.setValue("write/seed", w.seed.value())
         s.setValue("write/page_width", w.page_width.value())
+        s.setValue("write/tries", w.tries.value())
         s.setValue("write/style", w.style_box.currentData() or "")
         s.sync()
 

@@ -1,15 +1,16 @@
 """Variations: the page's first line written several ways, to pick the seed you like.
 
-Each card is exactly what Write produces for that line with the card's seed (the same
-`engine.sampler.generate` call as `engine.layout.write_lines`: line i of a page uses seed + i),
-so choosing a card and writing the page reproduces the card's line and goes on with the rest.
+Each card is exactly what Write produces for that line with the card's seed and the tab's
+"Best of" setting (the same sampling as `engine.layout.write_lines`: line i of a page uses
+seed + i, one `generate` at one try, `best_line` at more), so choosing a card and writing the
+page reproduces the card's line and goes on with the rest.
 
 The cards are sampled one after another with batch 1, not as one batch: a batch of rows is
 cheaper per row (bench, paper-size model: 0.14-0.19 ms per sample-step at batch 8, against
 0.47-0.63 ms for one row with int8 weights) but not row-exact: the int8 products round
 differently at batch 6 than at batch 1 (the bundled model's raw outputs drift up to 0.06 apart
 within 100 steps on the same inputs), and sampling amplifies any difference. A seed must mean
-one line. With the bundled model six cards take ~0.4-0.5 s.
+one line. With the bundled model six cards take ~0.4-0.5 s at one try per line.
 """
 
 from __future__ import annotations
@@ -84,15 +85,28 @@ class VariationsJob:
     """Writes the first line of `lines` once per page seed in `seeds` (worker protocol of
     studio.workers: steps / snapshot / progress / result)."""
 
-    def __init__(self, loaded, lines: list[str], seeds: list[int], *, bias: float, primer=None):
+    def __init__(
+        self,
+        loaded,
+        lines: list[str],
+        seeds: list[int],
+        *,
+        bias: float,
+        primer=None,
+        tries: int = 1,
+    ):
         if not seeds:
             raise ValueError("no seeds to write")
         if any(not 0 <= s <= SEED_MAX for s in seeds):
             raise ValueError(f"seeds must lie in 0..{SEED_MAX}")
         self.loaded = loaded
         self.line_index, self.text = first_line(lines)
+        from engine.layout import check_tries
+
+        check_tries(tries)
         self.bias = float(bias)
         self.primer = primer
+        self.tries = tries  # as the page will be written: best of N (engine.layout.best_line)
         self.candidates = [Candidate(int(s)) for s in seeds]
         self._current = 0
         self._started = time.perf_counter()
@@ -102,6 +116,7 @@ class VariationsJob:
         import torch
 
         from engine.fast import sampling_threads
+        from engine.layout import best_line
         from engine.sampler import generate
 
         torch.set_num_threads(sampling_threads(self.loaded.model, keep_free=1))  # as WriteJob
@@ -110,13 +125,13 @@ class VariationsJob:
             self._current = k
             pen = np.zeros(2)
             step = None
-            for step in generate(
-                self.loaded,
-                self.text,
-                seed=cand.seed + self.line_index,  # engine.layout.write_lines' line seed
-                bias=self.bias,
-                primer=self.primer,
-            ):
+            # engine.layout.write_lines' line seed and sampling
+            kw = dict(seed=cand.seed + self.line_index, bias=self.bias, primer=self.primer)
+            if self.tries == 1:
+                steps = generate(self.loaded, self.text, **kw)
+            else:
+                steps = best_line(self.loaded, self.text, self.tries, **kw)[0]
+            for step in steps:
                 if step.primed:
                     continue
                 pen = pen + step.offset[0, :2]
@@ -286,7 +301,7 @@ class VariationsDialog(QDialog):
         self._set_busy(False)
 
     # -- running ------------------------------------------------------------------------------
-    def start(self, loaded, lines, *, bias: float, primer=None, seeds=None) -> bool:
+    def start(self, loaded, lines, *, bias: float, primer=None, seeds=None, tries=1) -> bool:
         """Write the first line of `lines` with `seeds` (default: random, as many as the count
         box says). False (with the reason shown) when it cannot start."""
         if self.controller.is_running():
@@ -294,7 +309,7 @@ class VariationsDialog(QDialog):
         try:
             index, text = first_line(lines)
             seeds = list(seeds) if seeds is not None else random_seeds(self.count.value(), index)
-            job = VariationsJob(loaded, lines, seeds, bias=bias, primer=primer)
+            job = VariationsJob(loaded, lines, seeds, bias=bias, primer=primer, tries=tries)
         except Exception as exc:  # noqa: BLE001 - shown in the dialog, nothing else changes
             from studio.workers import describe_error
 
@@ -303,6 +318,7 @@ class VariationsDialog(QDialog):
         self._started_once = True
         self.intro.setText(
             f"The first line, “{text}”, written with {len(seeds)} seeds (bias {bias:.2f}"
+            + (f", best of {tries}" if tries > 1 else "")
             + (", your style" if primer is not None else "")
             + "). Click the one you like: the page is written with its seed."
         )

@@ -137,6 +137,7 @@ class WriteJob:
         primer=None,
         max_steps: int = 700,
         density: bool = True,
+        tries: int = 1,
     ):
         if not lines or not any(t is None or t.strip() for t in lines):
             from engine.sampler import SamplingError
@@ -149,6 +150,10 @@ class WriteJob:
         self.primer = primer
         self.max_steps = max_steps
         self.seed = seed
+        from engine.layout import check_tries
+
+        check_tries(tries)
+        self.tries = tries  # best of N per line (engine.layout.best_line)
         norm = getattr(loaded, "norm", None)
         scale = float(np.mean(norm.std)) if norm is not None else 1.0
         self.scale = scale
@@ -189,7 +194,9 @@ class WriteJob:
 
             events = (
                 (e.line, e.text, e.origin, e.step)
-                for e in write_lines(self.loaded, self.page_lines, seed=self.seed, **kwargs)
+                for e in write_lines(
+                    self.loaded, self.page_lines, seed=self.seed, tries=self.tries, **kwargs
+                )
             )
         page_line, pen, skip, i = None, None, 0, -1
         for line, text, origin, step in events:

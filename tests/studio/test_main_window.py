@@ -132,12 +132,14 @@ def test_settings_persist(qtbot, window, studio_home):
 
     window.write_tab.text.setPlainText("remember me")
     window.write_tab.bias.set_value(1.0)
+    window.write_tab.tries.setValue(5)
     window.save_settings()
     assert str(window.settings.fileName()).startswith(str(studio_home))
     again = MainWindow(styles=window.styles)
     qtbot.addWidget(again)
     assert again.write_tab.text.toPlainText() == "remember me"
     assert again.write_tab.bias.value() == 1.0
+    assert again.write_tab.tries.value() == 5
 
 
 def test_bias_starts_at_the_default_and_presets_set_their_value(qtbot, window):
@@ -218,3 +220,17 @@ def test_a_loaded_model_is_warmed_up_and_a_failing_warm_up_still_loads(
     qtbot.waitUntil(lambda: not window.models.loading, timeout=60000)
     assert window.models.loaded.kind == "prediction"
     assert "warming up the model failed" in caplog.text
+
+
+def test_the_page_is_written_best_of_the_tries_box(qtbot, window, tiny_synthesis):
+    from engine.layout import DEFAULT_TRIES, best_line
+
+    tab = window.write_tab
+    assert tab.tries.value() == DEFAULT_TRIES
+    tab.tries.setValue(2)
+    tab.bias.set_value(1.0)
+    tab.seed.setValue(12)
+    snap = _write(qtbot, window, "ab", tiny_synthesis)
+    rows, _ = best_line(tiny_synthesis, "ab", 2, seed=12, bias=1.0)
+    want = np.cumsum([s.offset[0, :2] for s in rows if not s.primed], axis=0)
+    np.testing.assert_allclose(snap.points - snap.points[0] + want[0], want)
