@@ -42,8 +42,8 @@ def add_commands(sub) -> None:
         "--tries",
         type=int,
         help="write each line N times at once and keep the one whose attention window covered "
-        "every character best; an offline recogniser misreads 28-45 %% fewer characters with "
-        "3 than with 1, for about twice the time (synthesis models; default 3; 1 = one plain "
+        "every character best; an offline recogniser misreads 23-45 %% fewer characters with "
+        "3 than with 1, for about 1.7 times the time (synthesis models; default 3; 1 = one plain "
         "sample, as in the paper)",
     )
     p.add_argument(
