@@ -146,7 +146,7 @@ class WriteTab(QWidget):
         self.tries.setToolTip(
             "Write each line this many times at once and keep the one whose attention window "
             "covered every character best. With 3, an offline recogniser misread 23-45 % fewer "
-            "characters than with 1; each line takes about 1.7 times as long. 1 = one plain sample."
+            "characters than with 1; each line takes 2-3 times as long. 1 = one plain sample."
         )
         self.variation = QPushButton("New variation")
         self.variations_button = QPushButton("Variations…")
