@@ -50,14 +50,23 @@ class LineEvent:
     text: str
     origin: tuple[float, float]  # page position of the line's first pen position
     step: object  # engine.sampler.SampleStep
+    draft: bool = False  # a step of the candidates still being drawn (write_lines(drafts=True))
 
 
 def write_lines(
-    model, lines: list[str], *, seed: int | None = None, tries: int = 1, **kwargs
+    model,
+    lines: list[str],
+    *,
+    seed: int | None = None,
+    tries: int = 1,
+    drafts: bool = False,
+    **kwargs,
 ) -> Iterator[LineEvent]:
     """Sample each non-blank line; line i uses seed + i so a seed reproduces the page.
     tries > 1 writes each line that many times at once and keeps the best (`best_line`); its
-    steps then arrive together once the line is chosen."""
+    steps then arrive together once the line is chosen. With `drafts`, every step of the
+    candidates (a batch SampleStep, one row per candidate) comes first as it is drawn, as an
+    event with draft=True, so a viewer can show ink at once."""
     check_tries(tries)
     alphabet = kwargs.get("alphabet") or getattr(model, "alphabet", None)
     if alphabet is not None:  # refuse a bad line before any other line is sampled
@@ -72,7 +81,15 @@ def write_lines(
         if tries == 1:
             steps = generate(model, line, seed=line_seed, **kwargs)
         else:
-            steps = best_line(model, line, tries, seed=line_seed, **kwargs)[0]
+            candidates = iter_best_line(model, line, tries, seed=line_seed, **kwargs)
+            while True:
+                try:
+                    step = next(candidates)
+                except StopIteration as chosen:
+                    steps = chosen.value[0]
+                    break
+                if drafts:
+                    yield LineEvent(i, line, origin, step, draft=True)
         for step in steps:
             yield LineEvent(i, line, origin, step)
 
@@ -110,12 +127,26 @@ def best_line(model, text: str, tries: int, *, seed: int | None = None, **kwargs
     slowest row stops): a 40-character line with the bundled model, one thread, 0.13-0.17 s
     against 0.06 s (bench.speed latency).
     """
+    candidates = iter_best_line(model, text, tries, seed=seed, **kwargs)
+    while True:
+        try:
+            next(candidates)
+        except StopIteration as chosen:
+            return chosen.value
+
+
+def iter_best_line(model, text: str, tries: int, *, seed: int | None = None, **kwargs):
+    """`best_line` as a generator: yields each step of the candidates' batch as it is drawn,
+    then returns (the chosen steps, the scores) as its StopIteration value."""
     from engine.sampler import primed_text
 
     check_tries(tries)
     if kwargs.get("batch", 1) != 1:
         raise SamplingError("best_line writes one line: leave batch at 1")
-    steps = list(generate(model, text, seed=seed, batch=tries, **kwargs))
+    steps = []
+    for step in generate(model, text, seed=seed, batch=tries, **kwargs):
+        steps.append(step)
+        yield step
     primer = kwargs.get("primer")
     first = len(primed_text(primer.text, text)) - len(text) if primer is not None else 0
     rows = [_row_steps(steps, b) for b in range(tries)]

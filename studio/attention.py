@@ -83,6 +83,8 @@ class AttentionView(QWidget):
             self.plot.setRange(
                 xRange=(0, max(self.phi.shape[0], 50)), yRange=(0, len(text)), padding=0
             )
+        else:  # the line's candidates are still being drawn (Best of > 1): no window yet
+            self.image.clear()
 
     def _set_ticks(self) -> None:
         """One tick per character; a minor level keeps labels apart when rows are thin."""

@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor
 from engine.strokes import smooth_path
 
 INK = QColor(20, 30, 90)
+DRAFT = QColor(165, 172, 200)
 REFRESH_MS = 40
 
 
@@ -70,11 +71,15 @@ class InkCanvas(pg.PlotWidget):
         self.ink = pg.PlotDataItem(
             pen=pg.mkPen(INK, width=pen_width), connect="finite", antialias=True
         )
+        # the first candidate of a line being chosen (Best of > 1): pencil-light, under the ink
+        self.draft = pg.PlotDataItem(
+            pen=pg.mkPen(DRAFT, width=pen_width * 0.8), connect="finite", antialias=True
+        )
         self.tip = pg.ScatterPlotItem(size=9, brush=pg.mkBrush(220, 60, 40), pen=None)
         self.cursor_marker = pg.ScatterPlotItem(
             size=14, brush=pg.mkBrush(0, 0, 0, 0), pen=pg.mkPen(220, 60, 40, width=2)
         )
-        for item in (self.ink, self.tip, self.cursor_marker):
+        for item in (self.draft, self.ink, self.tip, self.cursor_marker):
             self.addItem(item)
         self._drawn = -1
         self._n = 0
@@ -85,6 +90,7 @@ class InkCanvas(pg.PlotWidget):
 
     def clear_page(self) -> None:
         self.ink.setData([], [])
+        self.draft.setData([], [])
         self.tip.setData([], [])
         self.cursor_marker.setData([], [])
         self._drawn = -1
@@ -101,14 +107,22 @@ class InkCanvas(pg.PlotWidget):
         self._drawn = self.session.version
         x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
         self.ink.setData(x, y)
-        grew = snap.n_points != self._n
-        self._n = snap.n_points
-        if snap.n_points and self.session.running:
-            self.tip.setData([snap.points[-1, 0]], [snap.points[-1, 1]])
+        draft = getattr(snap, "draft", None)
+        if draft is None or not len(draft):
+            draft = np.zeros((0, 2))
+            self.draft.setData([], [])
+        else:
+            self.draft.setData(*ink_path(draft, snap.draft_pen_up, [0]))
+        shown = np.concatenate([snap.points, draft]) if len(draft) else snap.points
+        grew = len(shown) != self._n
+        self._n = len(shown)
+        if len(shown) and self.session.running:
+            tip = draft[-1] if len(draft) else snap.points[-1]
+            self.tip.setData([tip[0]], [tip[1]])
         else:
             self.tip.setData([], [])
-        if grew or final:
-            self._follow(snap.points)
+        if (grew or final) and len(shown):
+            self._follow(shown)
 
     def _follow(self, points) -> None:
         """Keep the ink in view, changing the range in jumps: every range change repaints

@@ -414,7 +414,7 @@ class WriteTab(QWidget):
 
     def _on_partial(self, snap) -> None:
         self.session.update(snap)
-        if self._write_started is not None and snap.n_points:
+        if self._write_started is not None and (snap.n_points or len(snap.draft)):
             self.canvas.refresh()  # paint the very first ink now, not on the next tick
             self.last_first_ink = time.perf_counter() - self._write_started
             self._write_started = None

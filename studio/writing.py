@@ -98,6 +98,9 @@ class WriteSnapshot:
     stopped: bool = False
     stopped_by_rule: list[bool] = field(default_factory=list)
     trace: object | None = None  # engine.trace.PageTrace, on the final snapshot only
+    # the line being chosen (Best of > 1): the first candidate's pen so far, drawn as a draft
+    draft: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    draft_pen_up: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def n_points(self) -> int:
@@ -167,6 +170,8 @@ class WriteJob:
         self._by_rule: list[bool] = []
         self._current = 0
         self._finished = False
+        self._draft: list[np.ndarray] = []
+        self._draft_up: list[bool] = []
 
     # -- the worker protocol -------------------------------------------------------------
     def steps(self):
@@ -184,7 +189,7 @@ class WriteJob:
             from engine.sampler import generate
 
             events = (
-                (0, None, (0.0, 0.0), step)
+                (0, None, (0.0, 0.0), step, False)
                 for step in generate(
                     self.loaded, None, seed=self.seed, max_steps=self.max_steps, **kwargs
                 )
@@ -193,20 +198,35 @@ class WriteJob:
             from engine.layout import write_lines  # the CLI's page: same seeds, same origins
 
             events = (
-                (e.line, e.text, e.origin, e.step)
+                (e.line, e.text, e.origin, e.step, e.draft)
                 for e in write_lines(
-                    self.loaded, self.page_lines, seed=self.seed, tries=self.tries, **kwargs
+                    self.loaded,
+                    self.page_lines,
+                    seed=self.seed,
+                    tries=self.tries,
+                    drafts=True,
+                    **kwargs,
                 )
             )
         page_line, pen, skip, i = None, None, 0, -1
-        for line, text, origin, step in events:
+        for line, text, origin, step, draft in events:
             if line != page_line:
                 page_line, i = line, i + 1
                 self._start_line(i, text, origin)
                 pen = np.asarray(origin, np.float64).copy()
+                draft_pen = pen.copy()
                 skip = 0
                 if text is not None and self.primer is not None:
                     skip = len(primed_text(self.primer.text, text)) - len(text)
+            if draft:  # the first candidate, while the line's candidates are drawn
+                if not step.primed and not step.done[0]:
+                    draft_pen = draft_pen + step.offset[0, :2]
+                    self._draft.append(draft_pen)
+                    self._draft_up.append(bool(step.offset[0, 2] > 0.5))
+                    yield
+                continue
+            if self._draft:
+                self._draft, self._draft_up = [], []  # the chosen line replaces it
             self._steps[i].append(step)
             if step.primed:
                 continue
@@ -259,6 +279,8 @@ class WriteJob:
             current_line=self._current,
             finished=self._finished,
             stopped_by_rule=list(self._by_rule),
+            draft=np.asarray(self._draft, np.float64).reshape(-1, 2),
+            draft_pen_up=np.asarray(self._draft_up, bool),
         )
 
     def progress(self) -> dict:
@@ -268,6 +290,7 @@ class WriteJob:
         snap = self.snapshot()
         snap.stopped = stopped
         snap.finished = True
+        snap.draft, snap.draft_pen_up = np.zeros((0, 2)), np.zeros(0, bool)  # stopped mid-choice
         snap.trace = self.trace()
         return snap
 

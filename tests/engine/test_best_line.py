@@ -102,3 +102,24 @@ def test_tries_out_of_range_are_refused(bad):
 def test_best_line_refuses_a_batch(model):
     with pytest.raises(SamplingError, match="leave batch at 1"):
         best_line(model, "ab", 2, alphabet=ALPHA, norm=NORM, batch=2)
+
+
+def test_drafts_come_first_then_the_chosen_steps(model):
+    kw = dict(alphabet=ALPHA, norm=NORM, bias=0.5)
+    plain = list(write_lines(model, ["ab", "cd"], seed=2, tries=3, **kw))
+    events = list(write_lines(model, ["ab", "cd"], seed=2, tries=3, drafts=True, **kw))
+    assert not any(e.draft for e in plain)
+    for line in (0, 1):
+        mine = [e for e in events if e.line == line]
+        flags = [e.draft for e in mine]
+        n_draft = flags.index(False)
+        assert n_draft > 0 and not any(flags[n_draft:])  # all drafts, then the line
+        assert all(e.step.offset.shape == (3, 3) for e in mine[:n_draft])  # one row a candidate
+        final = [e.step.offset[0] for e in mine[n_draft:]]
+        want = [e.step.offset[0] for e in plain if e.line == line]
+        np.testing.assert_array_equal(np.array(final), np.array(want))
+    # the drafts are the batch the line was chosen from, step by step
+    batch = list(generate(model, "ab", seed=2, batch=3, **kw))
+    drafts = [e.step for e in events if e.line == 0 and e.draft]
+    assert len(drafts) == len(batch)
+    np.testing.assert_array_equal(drafts[-1].offset, batch[-1].offset)

@@ -1,6 +1,7 @@
 """The main window: opens, writes with live views, stops, flags unsupported characters."""
 
 import numpy as np
+import pytest
 from PySide6.QtGui import QTextCursor
 
 
@@ -234,3 +235,27 @@ def test_the_page_is_written_best_of_the_tries_box(qtbot, window, tiny_synthesis
     rows, _ = best_line(tiny_synthesis, "ab", 2, seed=12, bias=1.0)
     want = np.cumsum([s.offset[0, :2] for s in rows if not s.primed], axis=0)
     np.testing.assert_allclose(snap.points - snap.points[0] + want[0], want)
+
+
+def test_the_canvas_draws_a_draft_light_under_the_ink_and_drops_it(qtbot, window, tiny_synthesis):
+    from studio.writing import WriteJob
+
+    job = WriteJob(tiny_synthesis, ["ab"], bias=1.0, seed=6, tries=3)
+    steps = job.steps()
+    for _ in range(8):
+        next(steps)
+    session, canvas = window.session, window.write_tab.canvas
+    session.begin()
+    session.update(job.snapshot())
+    canvas.refresh()
+    x, _y = canvas.draft.getData()
+    assert x is not None and np.isfinite(x).sum() >= 8  # the spline through 8 draft points
+    assert canvas.ink.getData()[0] is None or len(canvas.ink.getData()[0]) == 0
+    tip = canvas.tip.getData()
+    assert tip[0][0] == pytest.approx(job.snapshot().draft[-1, 0])  # the pen is at the draft
+    for _ in steps:
+        pass
+    session.finish(job.result(False))
+    canvas.refresh(final=True)
+    assert canvas.draft.getData()[0] is None or len(canvas.draft.getData()[0]) == 0
+    assert np.isfinite(canvas.ink.getData()[0]).sum() > 0

@@ -86,3 +86,32 @@ def test_scribble_with_prediction_model(tiny_prediction):
     snap = job.result(False)
     assert snap.n_points == 50 and snap.phi[0].shape == (0, 0)
     assert snap.pi.shape == (50, 3) and snap.density is not None
+
+
+def test_best_of_draws_a_draft_then_the_chosen_line(tiny_synthesis):
+    from engine.layout import best_line
+
+    job = WriteJob(tiny_synthesis, ["ab"], bias=1.0, seed=6, tries=3)
+    saw_draft_only = False
+    for _ in job.steps():
+        snap = job.snapshot()
+        if len(snap.draft) and snap.n_points == 0:
+            saw_draft_only = True  # ink to show before the line is chosen
+            assert snap.draft.shape[1] == 2 and len(snap.draft_pen_up) == len(snap.draft)
+    assert saw_draft_only
+    final = job.result(False)
+    assert len(final.draft) == 0 and final.n_points > 0
+    rows, _ = best_line(tiny_synthesis, "ab", 3, seed=6, bias=1.0)
+    want = np.cumsum([s.offset[0, :2] for s in rows if not s.primed], axis=0)
+    np.testing.assert_allclose(final.points, want)
+    assert len(final.phi[0]) == len(rows)  # the views get the chosen line's window
+
+
+def test_a_page_stopped_while_choosing_keeps_no_draft(tiny_synthesis):
+    job = WriteJob(tiny_synthesis, ["abc"], bias=1.0, seed=1, tries=3)
+    steps = job.steps()
+    for _ in range(5):
+        next(steps)
+    assert len(job.snapshot().draft) == 5
+    final = job.result(True)
+    assert final.stopped and len(final.draft) == 0 and final.n_points == 0
