@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.layout import DEFAULT_TRIES
 from engine.sampler import DEFAULT_BIAS
 from studio.canvas import InkCanvas
 from studio.capture import CaptureCanvas
@@ -210,7 +211,9 @@ class CaptureTab(QWidget):
 
                 raise StyleError("type the text to write in your style")
             self._alphabet().check(" ".join(lines))
-            job = WriteJob(loaded, lines, bias=self.bias.value(), seed=1, primer=primer)
+            job = WriteJob(
+                loaded, lines, bias=self.bias.value(), seed=1, primer=primer, tries=DEFAULT_TRIES
+            )  # as the Write tab writes by default
         except Exception as exc:  # noqa: BLE001
             self._fail("Cannot preview", exc)
             return
