@@ -201,7 +201,8 @@ def write_page(
 ) -> list[PageLine]:
     """Write `text` (wrapped) and return each line's strokes in page coordinates, primer ink
     excluded, each line shifted so its median y sits on its baseline slot. `trace` keeps each
-    line's window weights and mixture parameters too (PageLine.trace)."""
+    line's window weights and mixture parameters too (PageLine.trace). Other keywords go to
+    `write_lines` and `generate` (tries=N writes each line best of N; the CLI passes 3)."""
     lines = wrap_text(text, width)
     per_line: dict[int, list] = {}
     for ev in write_lines(model, lines, **kwargs):
