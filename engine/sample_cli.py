@@ -42,7 +42,7 @@ def add_commands(sub) -> None:
         "--tries",
         type=int,
         help="write each line N times at once and keep the one whose attention window covered "
-        "every character best; an offline recogniser misreads 23-45 %% fewer characters with "
+        "every character best; an offline recogniser misreads 31-51 %% fewer characters with "
         "3 than with 1, for 2-3 times the time (synthesis models; default 3; 1 = one plain "
         "sample, as in the paper)",
     )

@@ -25,7 +25,7 @@ def model():
     return HandwritingModel(preset("tiny")).eval()
 
 
-def test_coverage_is_the_weakest_characters_peak():
+def test_coverage_is_the_mean_of_the_characters_peaks():
     phi = np.array(
         [
             [0.9, 0.1, 0.0, 0.2, 0.0],
@@ -33,10 +33,11 @@ def test_coverage_is_the_weakest_characters_peak():
             [0.0, 0.3, 0.4, 0.1, 0.6],
         ]
     )
-    # characters 0..3: peaks 0.9, 0.7, 0.4, 0.2 -> 0.2; the end column (4) does not count
-    assert attention_coverage(phi, 0, 4) == pytest.approx(0.2)
-    # after a 1-character primer text: characters 1..3 -> 0.2 still; 1..2 -> 0.4
-    assert attention_coverage(phi, 1, 2) == pytest.approx(0.4)
+    # characters 0..3: peaks 0.9, 0.7, 0.4, 0.2 -> 0.55; the end column (4) does not count
+    assert attention_coverage(phi, 0, 4) == pytest.approx(0.55)
+    # after a 1-character primer text: characters 1..3 -> 1.3 / 3; 1..2 -> 0.55
+    assert attention_coverage(phi, 1, 3) == pytest.approx(1.3 / 3)
+    assert attention_coverage(phi, 1, 2) == pytest.approx(0.55)
     assert attention_coverage(np.zeros((0, 5)), 0, 4) == 0.0
 
 
