@@ -94,7 +94,7 @@ def write_lines(
             yield LineEvent(i, line, origin, step)
 
 
-DEFAULT_TRIES = 3  # the studio's and the CLI's default (bench.legibility --tries: CER -31..-51 %)
+DEFAULT_TRIES = 5  # the studio's and the CLI's default (bench.legibility --tries: CER -39..-64 %)
 MAX_TRIES = 16
 
 
@@ -124,11 +124,11 @@ def best_line(model, text: str, tries: int, *, seed: int | None = None, **kwargs
     Returns (its steps as batch-1 SampleSteps, the coverage of every candidate).
 
     Measured with bench.legibility --tries (an offline recogniser's character error rate on
-    60 held-out texts, seeds 0-2, the bundled model), one try / best of 2 / best of 3:
-    0.120 / 0.070 / 0.059 at bias 0.75, 0.084 / 0.053 / 0.047 at bias 1.0 and 0.291 / 0.232 /
-    0.201 at bias 0.15. Best of 3 takes 2-3 times as long as one try (the batch runs until its
-    slowest row stops): a 40-character line with the bundled model, one thread, 0.13-0.17 s
-    against 0.06 s (bench.speed latency).
+    60 held-out texts, seeds 0-2, the bundled model), one try / best of 2 / 3 / 5:
+    0.120 / 0.070 / 0.059 / 0.049 at bias 0.75, 0.084 / 0.053 / 0.047 / 0.030 at bias 1.0 and
+    0.291 / 0.232 / 0.201 / 0.178 at bias 0.15. The rows of a batch share each step, so more
+    tries cost less than in proportion (the batch runs until its slowest row stops): a
+    four-line page with the bundled model, one thread, 0.30 / 0.60 / 0.78 s at 1 / 3 / 5.
     """
     candidates = iter_best_line(model, text, tries, seed=seed, **kwargs)
     while True:
@@ -205,7 +205,7 @@ def write_page(
     """Write `text` (wrapped) and return each line's strokes in page coordinates, primer ink
     excluded, each line shifted so its median y sits on its baseline slot. `trace` keeps each
     line's window weights and mixture parameters too (PageLine.trace). Other keywords go to
-    `write_lines` and `generate` (tries=N writes each line best of N; the CLI passes 3)."""
+    `write_lines` and `generate` (tries=N: each line best of N; the CLI passes DEFAULT_TRIES)."""
     lines = wrap_text(text, width)
     per_line: dict[int, list] = {}
     for ev in write_lines(model, lines, **kwargs):
