@@ -135,7 +135,10 @@ def run_sample(args) -> int:
     from engine.layout import DEFAULT_TRIES, check_tries
 
     if args.tries is not None:
-        check_tries(args.tries)
+        try:
+            check_tries(args.tries)
+        except EngineError as exc:  # the option's own name in the message
+            raise CommandError(f"--{exc}") from None
     loaded = load_model(resolve_model_path(args.model))
     if loaded.kind not in ("synthesis", "prediction"):
         raise CommandError(f"{loaded.path} is a {loaded.kind} model, not a handwriting model")

@@ -110,7 +110,7 @@ def test_same_seed_same_output(model_file, tmp_path):
         (["--text", "hi", "--weights", "int4", "--out", "OUT.json"], "--weights must be one of"),
         (["--text", "hi", "--seed", "-5", "--out", "OUT.json"], "seed must be a whole number"),
         (["--text", "hi", "--threads", "0", "--out", "OUT.json"], "--threads must be at least 1"),
-        (["--text", "hi", "--tries", "0", "--out", "OUT.json"], "tries must be a whole number"),
+        (["--text", "hi", "--tries", "0", "--out", "OUT.json"], "--tries must be a whole number"),
         (["--text", "hi", "--tries", "40", "--out", "OUT.json"], "from 1 to 16"),
         (["--text", "hi", "--out", "OUT.json", "--trace", "OUT.csv"], "is a NumPy .npz file"),
         (
