@@ -199,20 +199,15 @@ def sample_texts(loaded, texts, bias: float, seed: int = 0, steps_per_char: int 
 
 def sample_engine(loaded, texts, bias: float, seed: int = 0, tries: int = 1, primer=None):
     """Write every text the way the studio and `handwriting-engine sample` write a page line
-    (engine.layout: one `generate` per text at tries 1, else `best_line`); text i gets seed
-    seed * 1000 + i. Returns a list of stroke lists (primer ink excluded)."""
-    from engine.layout import best_line
-    from engine.sampler import generate
+    (engine.layout.write_lines, best of `tries`); text i gets seed seed * 1000 + i. Returns a
+    list of stroke lists (primer ink excluded)."""
+    from engine.layout import write_lines
     from engine.strokes import offsets_to_strokes
 
     out = []
     for i, text in enumerate(texts):
-        kw = dict(seed=seed * 1000 + i, bias=bias, primer=primer)
-        steps = (
-            list(generate(loaded, text, **kw))
-            if tries == 1
-            else best_line(loaded, text, tries, **kw)[0]
-        )
+        kw = dict(seed=seed * 1000 + i, tries=tries, bias=bias, primer=primer)
+        steps = [e.step for e in write_lines(loaded, [text], **kw)]  # a one-line page
         offs = [s.offset[0] for s in steps if not s.primed and not s.done[0]]
         out.append(offsets_to_strokes(np.array(offs, np.float32).reshape(-1, 3)))
     return out

@@ -107,12 +107,11 @@ class InkCanvas(pg.PlotWidget):
         self._drawn = self.session.version
         x, y = ink_path(snap.points, snap.pen_up, snap.line_start)
         self.ink.setData(x, y)
-        draft = getattr(snap, "draft", None)
-        if draft is None or not len(draft):
-            draft = np.zeros((0, 2))
-            self.draft.setData([], [])
-        else:
+        draft = snap.draft
+        if len(draft):
             self.draft.setData(*ink_path(draft, snap.draft_pen_up, [0]))
+        else:
+            self.draft.setData([], [])
         shown = np.concatenate([snap.points, draft]) if len(draft) else snap.points
         grew = len(shown) != self._n
         self._n = len(shown)

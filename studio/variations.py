@@ -1,9 +1,9 @@
 """Variations: the page's first line written several ways, to pick the seed you like.
 
 Each card is exactly what Write produces for that line with the card's seed and the tab's
-"Best of" setting (the same sampling as `engine.layout.write_lines`: line i of a page uses
-seed + i, one `generate` at one try, `best_line` at more), so choosing a card and writing the
-page reproduces the card's line and goes on with the rest.
+"Best of" setting (it is sampled by `engine.layout.write_lines`, as the page is: line i uses
+seed + i, best of N), so choosing a card and writing the page reproduces the card's line and
+goes on with the rest.
 
 The cards are sampled one after another with batch 1, not as one batch: a batch of rows is
 cheaper per row (bench, paper-size model: 0.14-0.19 ms per sample-step at batch 8, against
@@ -101,6 +101,7 @@ class VariationsJob:
             raise ValueError(f"seeds must lie in 0..{SEED_MAX}")
         self.loaded = loaded
         self.line_index, self.text = first_line(lines)
+        self._page = list(lines[: self.line_index + 1])  # blank lines, then the first line
         from engine.layout import check_tries
 
         check_tries(tries)
@@ -116,8 +117,7 @@ class VariationsJob:
         import torch
 
         from engine.fast import sampling_threads
-        from engine.layout import best_line
-        from engine.sampler import generate
+        from engine.layout import write_lines
 
         torch.set_num_threads(sampling_threads(self.loaded.model, keep_free=1))  # as WriteJob
         self._started = time.perf_counter()
@@ -125,13 +125,16 @@ class VariationsJob:
             self._current = k
             pen = np.zeros(2)
             step = None
-            # engine.layout.write_lines' line seed and sampling
-            kw = dict(seed=cand.seed + self.line_index, bias=self.bias, primer=self.primer)
-            if self.tries == 1:
-                steps = generate(self.loaded, self.text, **kw)
-            else:
-                steps = best_line(self.loaded, self.text, self.tries, **kw)[0]
-            for step in steps:
+            # the page's own sampling (line seed, best of N), cut after its first written line
+            events = write_lines(
+                self.loaded,
+                self._page,
+                seed=cand.seed,
+                tries=self.tries,
+                bias=self.bias,
+                primer=self.primer,
+            )
+            for step in (e.step for e in events):
                 if step.primed:
                     continue
                 pen = pen + step.offset[0, :2]
