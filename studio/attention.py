@@ -80,11 +80,10 @@ class AttentionView(QWidget):
             # rows = characters, cols = timesteps; phi is a distribution over u, so 0..1 levels
             self.image.setImage(self.phi.T, autoLevels=False, levels=(0.0, 1.0))
             self.image.setRect(0, 0, self.phi.shape[0], self.phi.shape[1])
-            self.plot.setRange(
-                xRange=(0, max(self.phi.shape[0], 50)), yRange=(0, len(text)), padding=0
-            )
         else:  # the line's candidates are still being drawn (Best of > 1): no window yet
             self.image.clear()
+        # the new line's rows even before its window arrives (else the last line's range stays)
+        self.plot.setRange(xRange=(0, max(len(self.phi), 50)), yRange=(0, len(text)), padding=0)
 
     def _set_ticks(self) -> None:
         """One tick per character; a minor level keeps labels apart when rows are thin."""
