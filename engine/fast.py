@@ -36,6 +36,8 @@ than on the gate pre-activations.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import sys
@@ -60,6 +62,7 @@ INT8_MIN_WEIGHTS = 64 * 1024
 # inner dimension K is not a multiple of 16 (seen for K = 95..120 at batch >= 2); such matrices
 # stay fp32. Every hidden size in engine.models.PRESETS is a multiple of 16.
 INT8_K_MULTIPLE = 16
+MAX_NATIVE_LAYERS = 16  # engine/native/step.c's MAX_LAYERS
 
 
 class FastPathError(EngineError, ValueError):
@@ -212,7 +215,9 @@ class FastStepper:
     used and `fallback` says why when that differs from what was asked (else None).
     """
 
-    def __init__(self, model, weight_dtype=torch.float32, cuda_graph: bool = True):
+    def __init__(
+        self, model, weight_dtype=torch.float32, cuda_graph: bool = True, native: bool = True
+    ):
         asked = parse_weights(weight_dtype, "weight_dtype")
         cfg = model.config
         self.model = model
@@ -220,11 +225,15 @@ class FastStepper:
         self.H, self.N, self.K = cfg.hidden_size, cfg.num_layers, cfg.window_components
         self.device = model.output.weight.device
         self.use_graph = cuda_graph and self.device.type == "cuda"
-        self.__dict__.update(_prepared(model, asked))
+        self._weights_cache = _prepared(model, asked)
+        self.__dict__.update(self._weights_cache)
         int8 = any(W.dtype == torch.int8 for W in self.Wrec + [self.Wy])
         self.weights = "int8" if int8 else weights_name(self.wdtype).replace("int8", "fp32")
         self.batch = 0
         self._flushed = DenormalsFlushed()
+        self.native_asked = native
+        self.kernel = "torch"  # or "native" (engine/native/step.c), decided per reset
+        self.native_reason = None  # why the native step is not used, when it is not
 
     def _prepare(self, layers: list[dict]) -> None:
         f32 = torch.float32
@@ -311,6 +320,7 @@ class FastStepper:
         self.x_np = self.x.numpy() if on_cpu else None  # zero-copy views for the sampler
         self.y_np = self.y.numpy() if on_cpu else None
         self.phi_np = self.phi.numpy() if on_cpu and self.phi is not None else None
+        self._choose_kernel()
 
     def _reset_window(self, onehot: Tensor | None, B: int) -> None:
         if onehot is None or onehot.dim() != 3 or onehot.shape[0] != B:
@@ -446,6 +456,87 @@ class FastStepper:
         for n in range(1, self.N):
             self._lstm(n)
         self._mm(self.hy, self.Wy, self.y, self.by)  # Eq. 3
+
+    # -- the native step (engine/native/step.c) ------------------------------------------------
+    def _native_blocker(self) -> str | None:
+        """Why this reset cannot use the native step, or None when it can."""
+        if not self.native_asked:
+            return "not asked (native=False)"
+        if self.device.type != "cpu":
+            return "the native step runs on the CPU only"
+        if not all(W.dtype == torch.int8 for W in self.Wrec + [self.Wy]):
+            return f"the native step needs int8 weights (these are {self.weights})"
+        if self.N > MAX_NATIVE_LAYERS:
+            return f"the native step takes at most {MAX_NATIVE_LAYERS} layers"
+        if self.synthesis:
+            if self.window_kind != "graves":
+                return f"the native step has the paper's window only, not {self.window_kind!r}"
+            if not self.shared:
+                return "the native step needs every row to write the same text"
+            if self.P is None and self.Wwd.dtype != torch.float32:
+                return "the native step needs the window matrix in fp32"
+        from engine import native
+
+        lib, why = native.library()
+        return why if lib is None else None
+
+    def _choose_kernel(self) -> None:
+        self.__dict__.pop("_core", None)  # the torch step (the class's method)
+        self.kernel, self.native_reason = "torch", self._native_blocker()
+        if self.native_reason is not None:
+            return
+        from engine import native
+
+        lib, _ = native.library()
+        cache = self._weights_cache  # packed once per model and weights, like the weights
+        if "native_packed" not in cache:
+            cache["native_packed"] = [native.Packed(W) for W in self.Wrec + [self.Wy]]
+        packed = cache["native_packed"]
+        B, H, N, f32 = self.batch, self.H, self.N, torch.float32
+        kmax = max(p.K for p in packed)
+        nmax = max(-(-p.N // 16) * 16 for p in packed)
+        self._scratch = dict(
+            uh=torch.zeros(B, -(-kmax // 4), dtype=torch.int32),
+            ul=torch.zeros(B, -(-kmax // 4), dtype=torch.int32),
+            acch=torch.zeros(B, nmax, dtype=torch.int32),
+            accl=torch.zeros(B, nmax, dtype=torch.int32),
+            qlo=torch.zeros(B, dtype=f32),
+            qs=torch.zeros(B, dtype=f32),
+        )
+        keep = []  # fp32 contiguous copies of what the kernel only reads, alive with the ctx
+
+        def ptr(t: Tensor | None, written: bool = False):
+            if t is None:
+                return None
+            if written:  # the kernel writes the stepper's own buffers
+                assert t.is_contiguous() and t.dtype in (f32, torch.int32), "native buffer"
+                return t.data_ptr()
+            keep.append(t.detach().to(f32).contiguous())
+            return keep[-1].data_ptr()
+
+        ctx = native.Ctx(B=B, H=H, L=N, K=self.K, ny=self.ny, synthesis=int(self.synthesis))
+        for name in ("Wx", "b", "by"):
+            setattr(ctx, name, ptr(getattr(self, name)))
+        for name in ("x", "G", "hbuf", "y"):
+            setattr(ctx, name, ptr(getattr(self, name), written=True))
+        ctx.gates = ptr(self.gates[0], written=True)
+        for n in range(N):
+            ctx.c[n] = ptr(self.c[n], written=True)
+            if self.peep[n] is not None:
+                ctx.peep_if[n], ctx.peep_o[n] = ptr(self.peep[n][0]), ptr(self.peep[n][1])
+            ctx.Wrec[n] = packed[n].qmat()
+        ctx.Wy = packed[-1].qmat()
+        if self.synthesis:
+            ctx.Up, ctx.V = self.pos.shape[0], self.Ww.shape[0]
+            for name in ("Wp", "bp", "P", "onehot", "Wwd"):
+                setattr(ctx, name, ptr(getattr(self, name)))
+            for name in ("abk", "kappa", "phi", "gw", "wbuf"):
+                setattr(ctx, name, ptr(getattr(self, name), written=True))
+        for name, t in self._scratch.items():
+            setattr(ctx, name, ptr(t, written=True))
+        self._ctx, self._ctx_keep = ctx, keep
+        self._core = functools.partial(lib.hw_step, ctypes.addressof(ctx))
+        self.kernel = "native"
 
     def _capture(self) -> None:
         """Record _core as a CUDA graph (static buffers, so replay is one launch)."""

@@ -1,0 +1,164 @@
+"""The native int8 sampling step (step.c), built on first use with the machine's C compiler.
+
+`library()` returns the loaded library, or None with the reason it cannot be used here: no C
+compiler, a CPU without AVX-512 VNNI, not x86-64, or HANDWRITING_NATIVE=0 in the environment.
+engine.fast.FastStepper then keeps its torch step, which computes the same thing; nothing else
+changes. The built library is cached per source under the user's cache directory
+(HANDWRITING_NATIVE_CACHE overrides it), so the compiler runs once per machine (about 1 s).
+
+`pack_int8` lays an engine.fast.Int8Weight out for the kernel; `Ctx` mirrors step.c's struct
+(checked against the library's own sizeof at load).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("step.c")
+ABI = 1
+MAX_LAYERS = 16
+ENV_SWITCH = "HANDWRITING_NATIVE"
+ENV_CACHE = "HANDWRITING_NATIVE_CACHE"
+
+_lock = threading.Lock()
+_loaded: tuple[ctypes.CDLL | None, str] | None = None
+
+_p = ctypes.c_void_p
+_i = ctypes.c_int32
+
+
+class QMat(ctypes.Structure):
+    _fields_ = [("q", _p), ("scale", _p), ("rowsum", _p), ("K", _i), ("N", _i)]
+
+
+class Ctx(ctypes.Structure):
+    _fields_ = [
+        *[(n, _i) for n in ("B", "H", "L", "K", "Up", "synthesis", "ny", "V")],
+        *[(n, _p) for n in ("x", "Wx", "b", "G", "gates", "hbuf")],
+        ("c", _p * MAX_LAYERS),
+        ("peep_if", _p * MAX_LAYERS),
+        ("peep_o", _p * MAX_LAYERS),
+        ("Wrec", QMat * MAX_LAYERS),
+        ("Wy", QMat),
+        *[(n, _p) for n in ("by", "y", "Wp", "bp", "abk", "kappa", "phi", "gw", "P")],
+        *[(n, _p) for n in ("onehot", "Wwd", "wbuf", "uh", "ul", "acch", "accl", "qlo", "qs")],
+    ]
+
+
+def _cache_dir() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("handwriting-studio", appauthor=False)) / "native"
+    except Exception:  # platformdirs missing or no home: a per-user temp folder still works
+        return Path(tempfile.gettempdir()) / f"handwriting-studio-native-{os.getuid()}"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build(cc: str, target: Path) -> None:
+    """Compile step.c into target (through a temp file and a rename: two processes building at
+    once each write their own file, and the loser's rename replaces an identical library)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = [cc, "-O3", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if run.returncode != 0:
+            raise RuntimeError(f"{Path(cc).name} failed: {run.stderr.strip()[-300:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None, f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
+    if sys.platform not in ("linux", "darwin") or platform.machine().lower() not in (
+        "x86_64",
+        "amd64",
+    ):
+        return None, f"the native step is for x86-64 Linux and macOS, not {sys.platform}"
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + platform.machine().encode()).hexdigest()[:16]
+    target = _cache_dir() / f"step-{key}.so"
+    if not target.exists():
+        cc = _compiler()
+        if cc is None:
+            return None, "no C compiler found (set CC, or install gcc or clang)"
+        try:
+            _build(cc, target)
+        except Exception as exc:
+            return None, f"could not build the native step: {exc}"
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        return None, f"could not load {target}: {exc}"
+    lib.hw_abi.restype = ctypes.c_int
+    lib.hw_cpu_ok.restype = ctypes.c_int
+    lib.hw_ctx_size.restype = ctypes.c_size_t
+    lib.hw_step.argtypes = [ctypes.c_void_p]
+    lib.hw_step.restype = None
+    if lib.hw_abi() != ABI or lib.hw_ctx_size() != ctypes.sizeof(Ctx):
+        return None, f"{target} does not match this engine (delete it to rebuild)"
+    if not lib.hw_cpu_ok():
+        return None, "this CPU has no AVX-512 VNNI"
+    return lib, ""
+
+
+def library() -> tuple[ctypes.CDLL | None, str]:
+    """(the library, "") or (None, why not); built and loaded once per process."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _load()
+        return _loaded
+
+
+def reset_for_tests() -> None:
+    """Forget the loaded library so the next library() looks again (environment changes)."""
+    global _loaded
+    with _lock:
+        _loaded = None
+
+
+class Packed:
+    """An int8 matrix laid out for step.c: outputs in blocks of 16, inputs in groups of 4."""
+
+    def __init__(self, W):
+        q = W.q  # (N, K) int8, W ~= q.t() * scale
+        N, K = q.shape
+        Np, Kp = -(-N // 16) * 16, -(-K // 4) * 4
+        full = torch.zeros(Np, Kp, dtype=torch.int8)
+        full[:N, :K] = q
+        self.q = full.view(Np // 16, 16, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
+        self.scale = torch.zeros(Np)
+        self.scale[:N] = W.scale.float()
+        self.rowsum = torch.zeros(Np, dtype=torch.int32)
+        self.rowsum[:N] = q.to(torch.int32).sum(1)
+        self.K, self.N = K, N  # the kernel pads K to a multiple of 4 itself
+
+    def qmat(self) -> QMat:
+        return QMat(
+            self.q.data_ptr(), self.scale.data_ptr(), self.rowsum.data_ptr(), self.K, self.N
+        )
