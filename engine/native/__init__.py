@@ -4,7 +4,9 @@
 compiler, a CPU without AVX-512 VNNI, not x86-64, or HANDWRITING_NATIVE=0 in the environment.
 engine.fast.FastStepper then keeps its torch step, which computes the same thing; nothing else
 changes. The built library is cached per source under the user's cache directory
-(HANDWRITING_NATIVE_CACHE overrides it), so the compiler runs once per machine (about 1 s).
+(HANDWRITING_NATIVE_CACHE overrides it), so the compiler runs once per machine (about 1 s). A
+library built ahead (`build_library`, as packaging/handwriting-studio.spec does for the desktop
+build) and placed next to step.c is used first, so a frozen app needs no compiler.
 
 `pack_int8` lays an engine.fast.Int8Weight out for the kernel; `Ctx` mirrors step.c's struct
 (checked against the library's own sizeof at load).
@@ -91,17 +93,41 @@ def _build(cc: str, target: Path) -> None:
             os.remove(tmp)
 
 
+def library_name() -> str:
+    """The file name of the library built from this step.c (the source's hash is in it, so an
+    edited source never loads a stale library)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + platform.machine().encode()).hexdigest()[:16]
+    return f"step-{key}.so"
+
+
+def build_library(directory) -> Path:
+    """Build the library into `directory` now (packaging); raises with the compiler's error."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc or clang)")
+    target = Path(directory) / library_name()
+    _build(cc, target)
+    return target
+
+
+def _supported_platform() -> bool:
+    return sys.platform in ("linux", "darwin") and platform.machine().lower() in (
+        "x86_64",
+        "amd64",
+    )
+
+
 def _load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         return None, f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
-    if sys.platform not in ("linux", "darwin") or platform.machine().lower() not in (
-        "x86_64",
-        "amd64",
-    ):
+    if not _supported_platform():
         return None, f"the native step is for x86-64 Linux and macOS, not {sys.platform}"
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + platform.machine().encode()).hexdigest()[:16]
-    target = _cache_dir() / f"step-{key}.so"
+    if not SOURCE.is_file():
+        return None, f"{SOURCE} is missing"
+    name = library_name()
+    target = SOURCE.with_name(name)  # built ahead (a desktop build)
+    if not target.exists():
+        target = _cache_dir() / name
     if not target.exists():
         cc = _compiler()
         if cc is None:
