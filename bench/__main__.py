@@ -17,9 +17,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TORCH = "@torch"  # path suffix: keep the torch int8 step where the native step would run
 
 
 def _run(job: str, threads: int = 1, **opts) -> dict:
+    path = opts.get("path", "")
+    if path.endswith(TORCH):  # the same path with the torch step instead of the native one
+        opts = {**opts, "path": path[: -len(TORCH)], "kernel": "torch"}
     cmd = [sys.executable, "-m", "bench.speed", job, "--threads", str(threads)]
     for k, v in opts.items():
         cmd += [f"--{k}", str(v)] if v != "" else [f"--{k}"]
@@ -62,22 +66,26 @@ def collect(quick: bool, sampling_only: bool = False) -> dict:
     steps = 60 if quick else 200
     R: dict = {"machine": machine(), "quick": quick, "sampling_only": sampling_only}
     S = R["sample"] = {}
-    paths = ("peer", "reference", "fast", "fast_int8", "stepper", "stepper_bf16", "stepper_int8")
+    paths = ("peer", "reference", "fast", "fast_int8", "fast_int8@torch", "stepper")
+    paths += ("stepper_bf16", "stepper_int8", "stepper_int8@torch")
     for threads in (1,) if sampling_only else (1, 2):
         for path in paths:
-            if threads == 2 and path in ("reference", "stepper_bf16"):
+            # the native step runs on one thread whatever torch's count: the 2-thread int8
+            # rows are the torch step's
+            if threads == 2 and path in ("reference", "stepper_bf16", "fast_int8", "stepper_int8"):
                 continue
             # 2 threads at full length too: 100 steps swung 0.28-0.38 ms per step on one box
             S[f"{path}/t{threads}/b1"] = _run("sample", threads, path=path, steps=steps)
-    for path in ("reference", "fast"):
+    for path in ("reference", "fast", "fast_int8", "fast_int8@torch"):
         S[f"{path}/t1/b8"] = _run("sample", 1, path=path, batch=8, steps=steps // 2)
     model = "paper"
     if BUNDLED.exists():
         model = "bundled"
-        for path in ("reference", "fast", "fast_int8", "stepper", "stepper_int8"):
+        bundled = ("reference", "fast", "fast_int8", "fast_int8@torch", "stepper")
+        for path in bundled + ("stepper_int8", "stepper_int8@torch"):
             S[f"{path}/t1/bundled"] = _run("sample", 1, path=path, model="bundled", steps=steps)
-        if not sampling_only:  # engine.fast.sampling_threads picks 2 for it on an idle box
-            for path in ("fast_int8", "stepper_int8"):
+        if not sampling_only:  # the torch step at 2 threads (engine.fast.sampling_threads)
+            for path in ("fast_int8@torch", "stepper_int8@torch"):
                 S[f"{path}/t2/bundled"] = _run("sample", 2, path=path, model="bundled", steps=steps)
         S["stepper_int8_all/t1/bundled"] = _run(
             "sample", 1, path="stepper_int8", model="bundled", steps=steps, **{"int8-all": ""}
@@ -130,25 +138,31 @@ def table(R: dict) -> str:
         for path, label in (
             ("reference", "engine model.step"),
             ("fast", "engine fast (whole step)"),
-            ("fast_int8", "engine fast, int8 weights (whole step)"),
+            ("fast_int8", "engine fast, int8 native (whole step)"),
+            ("fast_int8@torch", "engine fast, int8 torch ops (whole step)"),
             ("stepper", "fast network only"),
             ("stepper_bf16", "fast network, bf16 weights"),
-            ("stepper_int8", "fast network, int8 weights"),
+            ("stepper_int8", "fast network, int8 native"),
+            ("stepper_int8@torch", "fast network, int8 torch ops"),
         ):
             k = f"{path}/t{t}/b1"
             if k in S:
                 tgt = "<= 0.3" if path.startswith("fast") else ""
                 add(f"sample ms/step {label}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
     base = g("peer/t1/b1")
-    for path in ("reference", "fast"):
+    for path in ("reference", "fast", "fast_int8", "fast_int8@torch"):
         k = f"{path}/t1/b8"
-        add(f"sample ms/sample-step {path}, batch 8", g(k, "per_sample_ms"), None, base)
+        if k in S:
+            lab = path.replace("_int8@torch", ", int8 torch ops").replace("_int8", ", int8 native")
+            add(f"sample ms/sample-step {lab}, batch 8", g(k, "per_sample_ms"), None, base)
     for path, label in (
         ("reference", "model.step"),
         ("fast", "fast"),
-        ("fast_int8", "fast, int8 asked"),
+        ("fast_int8", "fast, int8 asked, native"),
+        ("fast_int8@torch", "fast, int8 asked, torch ops"),
         ("stepper", "network only"),
-        ("stepper_int8", "network only, int8 asked"),
+        ("stepper_int8", "network only, int8 asked, native"),
+        ("stepper_int8@torch", "network only, int8 asked, torch ops"),
         ("stepper_int8_all", "network only, all int8"),
     ):
         for t in (1, 2):

@@ -102,6 +102,7 @@ def job_sample(a) -> dict:
         used = s.weights
         idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
         s.reset(a.batch, model.encode_text(idx))
+        kernel = s.kernel
         x = torch.zeros(a.batch, 3)
 
         def run(n):
@@ -112,10 +113,14 @@ def job_sample(a) -> dict:
         fast = a.path.startswith("fast")
         kw = dict(alphabet=alphabet, norm=norm, seed=0, batch=a.batch, fast=fast, bias=0.5)
         kw["weights"] = a.path.partition("_")[2] or "fp32"  # "fast" stays the fp32 figure
+        kernel = None
         if fast:
             from engine.fast import FastStepper
 
-            used = FastStepper(model, weight_dtype=kw["weights"]).weights
+            probe = FastStepper(model, weight_dtype=kw["weights"])
+            idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
+            probe.reset(a.batch, model.encode_text(idx))
+            used, kernel = probe.weights, probe.kernel
 
         def run(n):
             # a trained model stops at the end of its line (Sec. 5.3): start the line again
@@ -129,6 +134,7 @@ def job_sample(a) -> dict:
     out["per_sample_ms"] = out["wall_ms"] / a.batch
     out["maxrss_mb"] = _maxrss_mb()
     out["weights_used"] = used
+    out["kernel_used"] = kernel
     return out
 
 
@@ -480,7 +486,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--weights", default="auto", help="latency: generate(weights=...)")
     p.add_argument("--int8-all", action="store_true", help="sample: int8 for every matrix")
+    p.add_argument(
+        "--kernel",
+        choices=["auto", "torch"],
+        default="auto",
+        help="torch: keep the torch step even where the native int8 step runs (engine.native)",
+    )
     a = p.parse_args(argv)
+    if a.kernel == "torch":
+        os.environ["HANDWRITING_NATIVE"] = "0"
     _pin(a.threads)
     result = globals()[f"job_{a.job}"](a)
     print(json.dumps(result))

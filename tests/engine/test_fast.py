@@ -373,12 +373,18 @@ def test_softplus_window_closed_forms_and_round_trip(tmp_path):
         preset("tiny", window="cosine")
 
 
-def test_sampling_threads_split_only_large_models_over_free_cores():
-    """Two threads only where the int8 products are large (paper size) and two cores remain
-    after keep_free; small models and busy or small machines keep one."""
+def test_sampling_threads_split_only_large_models_over_free_cores(monkeypatch):
+    """Two threads only where the int8 products are large (paper size), two cores remain
+    after keep_free and the torch step runs them; small models, busy or small machines and
+    the native step (one call on one thread) keep one."""
+    from engine import native
+
     torch.manual_seed(0)
     paper = HandwritingModel(preset("paper")).eval()
     tiny = _model()
+    monkeypatch.setattr(native, "library", lambda: (native.ctypes.CDLL(None), ""))
+    assert sampling_threads(paper, cores=8) == 1
+    monkeypatch.setattr(native, "library", lambda: (None, "not here"))
     assert sampling_threads(paper, cores=2) == 2
     assert sampling_threads(paper, cores=2, keep_free=1) == 1  # the studio on a 2-core machine
     assert sampling_threads(paper, cores=8, keep_free=1) == 2
