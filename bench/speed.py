@@ -344,6 +344,50 @@ def _loss_data(B, T, seed):
     return torch.as_tensor(x), torch.as_tensor(idx), "synthetic"
 
 
+def job_nll(a) -> dict:
+    """Teacher-forced validation NLL (nats per point) of --model through FastStepper: fp32
+    weights, int8 with the torch step, int8 with the native step; the same spread-out
+    validation lines of the bundled corpus for each (at most --T points per line, --iters
+    lines). The int8 paths' cost in likelihood, measured on real ink."""
+    import numpy as np
+    import torch
+
+    from engine import native
+    from engine.data.corpus import load_corpus, spread
+    from engine.fast import FastStepper
+    from engine.mixture import point_nll, split_params
+    from engine.resources import default_corpus_path
+
+    model, alphabet, norm = _model(a.model)
+    corpus = load_corpus(default_corpus_path())
+    lines = spread(np.flatnonzero(np.asarray(corpus.split) == 1), a.iters)
+    paths = {"fp32": ("fp32", False), "int8 torch": ("int8", False)}
+    if native.library()[0] is not None:
+        paths["int8 native"] = ("int8", True)
+    steppers = {k: FastStepper(model, weight_dtype=w, native=n) for k, (w, n) in paths.items()}
+    total = dict.fromkeys(steppers, 0.0)
+    points = 0
+    with torch.inference_mode():
+        for i in lines:
+            off = torch.as_tensor(norm.normalise(corpus.offsets[i][: a.T]), dtype=torch.float32)
+            idx = torch.as_tensor(alphabet.encode(corpus.texts[i]))[None]
+            onehot = model.encode_text(idx) if model.synthesis else None
+            inputs = torch.cat([torch.zeros(1, 3), off[:-1]])  # x_1 = 0, then the line
+            for k, s in steppers.items():
+                s.reset(1, onehot)
+                for x, target in zip(inputs, off):
+                    y, _ = s.step(x[None])
+                    total[k] += point_nll(split_params(y), target[None]).sum().item()
+            points += len(off)
+    out = {k: v / points for k, v in total.items()}
+    out |= {
+        "points": points,
+        "lines": len(lines),
+        "kernels": {k: s.kernel for k, s in steppers.items()},
+    }
+    return out
+
+
 def job_loss(a) -> dict:
     """Train paper-faithful and fast variants briefly on the same data and seed."""
     import torch
@@ -473,7 +517,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed")
     p.add_argument(
         "job",
-        choices=["sample", "latency", "train", "trainer", "trainmem", "loss", "denormals", "gpu"],
+        choices=[
+            "sample",
+            "latency",
+            "train",
+            "trainer",
+            "trainmem",
+            "loss",
+            "nll",
+            "denormals",
+            "gpu",
+        ],
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--path", default="fast")

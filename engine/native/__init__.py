@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("step.c")
-ABI = 1
+ABI = 2
 MAX_LAYERS = 16
 ENV_SWITCH = "HANDWRITING_NATIVE"
 ENV_CACHE = "HANDWRITING_NATIVE_CACHE"
@@ -52,8 +52,7 @@ class Ctx(ctypes.Structure):
         ("peep_if", _p * MAX_LAYERS),
         ("peep_o", _p * MAX_LAYERS),
         ("Wrec", QMat * MAX_LAYERS),
-        ("Wy", QMat),
-        *[(n, _p) for n in ("by", "y", "Wp", "bp", "abk", "kappa", "phi", "gw", "P")],
+        *[(n, _p) for n in ("Wy", "by", "y", "Wp", "bp", "abk", "kappa", "phi", "gw", "P")],
         *[(n, _p) for n in ("onehot", "Wwd", "wbuf", "uh", "ul", "acch", "accl", "qlo", "qs")],
     ]
 

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define HW_ABI 1
+#define HW_ABI 2
 #define MAX_LAYERS 16
 
 typedef struct {
@@ -43,7 +43,7 @@ typedef struct {
     const float *peep_if[MAX_LAYERS];  /* (2, H): w_ci, w_cf; NULL for a cell without */
     const float *peep_o[MAX_LAYERS];   /* (H): w_co */
     QMat Wrec[MAX_LAYERS];  /* layer 1: h^1_{t-1}; layer n: [h^{n-1}_t, h^n_{t-1}] */
-    QMat Wy;                /* [h^1..h^L] -> y */
+    const float *Wy;        /* L*H x ny, fp32 (the output layer stays fp32: engine/fast.py) */
     const float *by;        /* ny */
     float *y;               /* B x ny */
     /* the window (synthesis): Eqs. 46-51 */
@@ -262,6 +262,31 @@ static void rows_combine(const float *coef, int cs, int n, const float *M, int c
     }
 }
 
+/* out[r] = base + x[r] @ W for B rows (W: K x N fp32, row-major), 128 outputs per pass held in
+ * registers */
+static void gemv_f32(const float *x, int xs, int K, const float *W, int N, const float *base,
+                     float *out, int os, int B) {
+    for (int r = 0; r < B; r++) {
+        const float *xr = x + (size_t)r * xs;
+        for (int j0 = 0; j0 < N; j0 += 128) {
+            __m512 acc[8];
+            __mmask16 m[8];
+            int nv = (N - j0 + 15) / 16 < 8 ? (N - j0 + 15) / 16 : 8;
+            for (int v = 0; v < 8; v++) {
+                m[v] = v < nv ? tail(N, j0 + 16 * v) : 0;
+                acc[v] = _mm512_maskz_loadu_ps(m[v], base + j0 + 16 * v);
+            }
+            for (int k = 0; k < K; k++) {
+                __m512 xv = _mm512_set1_ps(xr[k]);
+                const float *w = W + (size_t)k * N + j0;
+                for (int v = 0; v < nv; v++)
+                    acc[v] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m[v], w + 16 * v), acc[v]);
+            }
+            for (int v = 0; v < nv; v++) _mm512_mask_storeu_ps(out + (size_t)r * os + j0 + 16 * v, m[v], acc[v]);
+        }
+    }
+}
+
 /* -- the step ------------------------------------------------------------------------------ */
 static void lstm(Ctx *cx, int n) {
     int B = cx->B, H = cx->H, H4 = 4 * H, LH = cx->L * H, L4 = cx->L * H4;
@@ -365,7 +390,7 @@ void hw_step(Ctx *cx) {
         add_rows(cx->G + H4, cx->gw + H4, L4 - H4, L4, B); /* layers 2..L see w_t (Eq. 53) */
     }
     for (int n = 1; n < cx->L; n++) lstm(cx, n);
-    qmm(cx->hbuf, cx->L * cx->H, &cx->Wy, cx->by, 0, cx->y, cx->ny, cx); /* Eq. 3 */
+    gemv_f32(cx->hbuf, cx->L * cx->H, cx->L * cx->H, cx->Wy, cx->ny, cx->by, cx->y, cx->ny, B); /* Eq. 3 */
 }
 
 #if defined(__clang__)

@@ -277,7 +277,8 @@ def test_int8_weights_stay_close(quantise_small):
     m = _int8_model()
     dy, dphi, stepper, _ = _compare(m, _onehot(m, ["int8 weights"] * 2), 2, dtype=torch.int8)
     assert stepper.weights == "int8" and stepper.fallback is None
-    assert all(W.dtype == torch.int8 for W in stepper.Wrec + [stepper.Wy])
+    assert all(W.dtype == torch.int8 for W in stepper.Wrec)
+    assert stepper.Wy.dtype == torch.float32  # the output layer stays fp32 (engine/fast.py)
     assert 0 < dy <= 0.1 and dphi <= 0.05
 
 
