@@ -15,10 +15,18 @@ equations, same weights) with as few operations as possible per step:
   numpy (`params_numpy`), which costs a fraction of the torch ops for a handful of numbers.
 
 Weights (`weight_dtype`, or the names in `WEIGHTS`): fp32; bf16 (half the weight bytes); int8
-(a quarter): the large matrices quantised per output channel, symmetric, multiplied by
-`torch._weight_int8pack_mm` with bf16 activations (a native int8 kernel on AVX-512 VNNI CPUs).
-Results, biases, peepholes and all state stay fp32. Where that kernel is missing or fails the
-stepper falls back (bf16 on a GPU, fp32 elsewhere) and says why in `fallback`.
+(a quarter): the large recurrent matrices quantised per output channel, symmetric, multiplied
+by `torch._weight_int8pack_mm` with bf16 activations; the output layer stays fp32 (it sets the
+mixture parameters directly). Results, biases, peepholes and all state stay fp32. Where that
+kernel is missing or fails the stepper falls back (bf16 on a GPU, fp32 elsewhere) and says why
+in `fallback`.
+
+The native step: with int8 weights on a CPU with AVX-512 VNNI, `reset` hands the whole network
+step to engine/native/step.c (built on first use with the machine's C compiler), one call per
+step instead of ~45 torch ops: 0.16 ms against 0.39-0.48 for a 3 x 400 model, 0.05 against
+0.19-0.28 for the bundled 3 x 256 (1 thread). Its activations are 16-bit, so it stays as close
+to fp32 as the torch int8 step, and each row of a batch is computed alone (bit-equal to the
+batch-1 result). `kernel` says which step runs and `native_reason` why not the native one.
 
 The same buffers make the step capturable as a CUDA graph; on a GPU `FastStepper` captures it
 once per `reset` (code path written for CUDA, exercised only where a GPU is present).

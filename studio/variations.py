@@ -5,12 +5,11 @@ Each card is exactly what Write produces for that line with the card's seed and 
 seed + i, best of N), so choosing a card and writing the page reproduces the card's line and
 goes on with the rest.
 
-The cards are sampled one after another with batch 1, not as one batch: a batch of rows is
-cheaper per row (bench, paper-size model: 0.14-0.19 ms per sample-step at batch 8, against
-0.47-0.63 ms for one row with int8 weights) but not row-exact: the int8 products round
-differently at batch 6 than at batch 1 (the bundled model's raw outputs drift up to 0.06 apart
-within 100 steps on the same inputs), and sampling amplifies any difference. A seed must mean
-one line. With the bundled model six cards take ~0.4-0.5 s at one try per line.
+The cards are sampled one after another with batch 1, not as one batch: a batch draws all its
+rows from one random stream, so a row of it is not the line its seed writes. (The torch int8
+step was not row-exact either: its products round differently at batch 6 than at batch 1. The
+native step, engine/native, computes each row alone.) A seed must mean one line. With the
+bundled model six cards take ~0.4-0.5 s at one try per line.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 /* The batch-B sampling step of a HandwritingModel with int8 weights, for x86-64 CPUs with
  * AVX-512 VNNI: the same computation as engine.fast.FastStepper._core, in one call.
  *
- * Why native: at batch 1 the torch step is ~45 small ops (~1.5 us of dispatch each) around four
+ * Why native: at batch 1 the torch step is ~45 small ops (~1.5 us of dispatch each) around three
  * int8 matrix products that torch's kernel runs at ~18 G multiply-adds/s, well below what the
  * weight bytes allow. Here each product streams its packed int8 weights once through
- * vpdpbusd (64 multiply-adds per instruction) and the elementwise work runs in registers.
+ * vpdpbusd (64 multiply-adds per instruction) and the elementwise work runs in registers. The
+ * output layer (Eq. 3) stays fp32, as in the torch step.
  *
  * Activations are quantised per row to 16 bits, asymmetric: x ~= lo + s * u, u in [0, 65535],
  * split into a high and a low byte that each meet the same weight register (two vpdpbusd per
