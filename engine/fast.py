@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 import sys
@@ -57,6 +58,9 @@ from torch import Tensor, nn
 from engine import EngineError
 from engine.lstm import clip_derivative
 from engine.window import LOG2E, window_params
+
+log = logging.getLogger(__name__)
+_told: set = set()  # kernel choices already logged (once per process each)
 
 CELLS = ("peephole", "lstm")  # HandwritingConfig.cell
 WEIGHTS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
@@ -494,6 +498,12 @@ class FastStepper:
     def _choose_kernel(self) -> None:
         self.__dict__.pop("_core", None)  # the torch step (the class's method)
         self.kernel, self.native_reason = "torch", self._native_blocker()
+        said = (self.weights, self.native_reason)
+        if said not in _told:  # `handwriting-engine -v` and the studio's log say which step runs
+            _told.add(said)
+            how = "native step" if self.native_reason is None else "torch step"
+            why = "" if self.native_reason is None else f" (native: {self.native_reason})"
+            log.info("sampling with %s weights, %s%s", self.weights, how, why)
         if self.native_reason is not None:
             return
         from engine import native

@@ -62,9 +62,9 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        help="CPU threads to sample with (default: 2 for models large enough for int8 weights, "
-        "such as the bundled one, else 1; a second thread only helps those, and only on an "
-        "idle core)",
+        help="CPU threads to sample with (default 1 where the native int8 step runs, which "
+        "is one thread; else 2 for models large enough for int8 weights, such as the bundled "
+        "one, and 1 for others: a second thread only helps those, and only on an idle core)",
     )
     p.add_argument("--animate", action="store_true", help="for .svg: an animated pen drawing")
     p.add_argument("--scale", type=float, default=EXPORT_SCALE, help="output units per model unit")
