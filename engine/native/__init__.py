@@ -116,6 +116,24 @@ def _supported_platform() -> bool:
     )
 
 
+def _open(path: Path) -> tuple[ctypes.CDLL | None, str, bool]:
+    """(library, "", False), or (None, why, damaged): damaged when the file itself is bad."""
+    try:
+        lib = ctypes.CDLL(str(path))
+        lib.hw_abi.restype = ctypes.c_int
+        lib.hw_cpu_ok.restype = ctypes.c_int
+        lib.hw_ctx_size.restype = ctypes.c_size_t
+        lib.hw_step.argtypes = [ctypes.c_void_p]
+        lib.hw_step.restype = None
+    except (OSError, AttributeError) as exc:
+        return None, f"could not load {path}: {exc}", True
+    if lib.hw_abi() != ABI or lib.hw_ctx_size() != ctypes.sizeof(Ctx):
+        return None, f"{path} does not match this engine (delete it to rebuild)", True
+    if not lib.hw_cpu_ok():
+        return None, "this CPU has no AVX-512 VNNI", False
+    return lib, "", False
+
+
 def _load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         return None, f"disabled by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
@@ -124,31 +142,22 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     if not SOURCE.is_file():
         return None, f"{SOURCE} is missing"
     name = library_name()
-    target = SOURCE.with_name(name)  # built ahead (a desktop build)
-    if not target.exists():
-        target = _cache_dir() / name
-    if not target.exists():
-        cc = _compiler()
-        if cc is None:
-            return None, "no C compiler found (set CC, or install gcc or clang)"
-        try:
-            _build(cc, target)
-        except Exception as exc:
-            return None, f"could not build the native step: {exc}"
+    if SOURCE.with_name(name).exists():  # built ahead (a desktop build)
+        return _open(SOURCE.with_name(name))[:2]
+    target = _cache_dir() / name
+    if target.exists():
+        lib, why, damaged = _open(target)
+        if not damaged:
+            return lib, why
+        # a damaged cached library (a crash mid-write by another tool, a disk error): rebuild
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler found (set CC, or install gcc or clang)"
     try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as exc:
-        return None, f"could not load {target}: {exc}"
-    lib.hw_abi.restype = ctypes.c_int
-    lib.hw_cpu_ok.restype = ctypes.c_int
-    lib.hw_ctx_size.restype = ctypes.c_size_t
-    lib.hw_step.argtypes = [ctypes.c_void_p]
-    lib.hw_step.restype = None
-    if lib.hw_abi() != ABI or lib.hw_ctx_size() != ctypes.sizeof(Ctx):
-        return None, f"{target} does not match this engine (delete it to rebuild)"
-    if not lib.hw_cpu_ok():
-        return None, "this CPU has no AVX-512 VNNI"
-    return lib, ""
+        _build(cc, target)
+    except Exception as exc:
+        return None, f"could not build the native step: {exc}"
+    return _open(target)[:2]
 
 
 def library() -> tuple[ctypes.CDLL | None, str]:

@@ -206,3 +206,16 @@ def test_a_library_built_ahead_is_used_and_named_by_its_source(tmp_path, native_
     built = native.build_library(tmp_path)
     assert built.name == native.library_name() and built.stat().st_size > 0
     assert native.library_name().startswith("step-")
+
+
+def test_a_damaged_cached_library_is_built_again(monkeypatch, tmp_path, fresh_library):
+    if native._compiler() is None or not native._supported_platform():
+        pytest.skip("needs a C compiler on x86-64")
+    monkeypatch.setenv(native.ENV_CACHE, str(tmp_path))
+    damaged = tmp_path / native.library_name()
+    damaged.write_bytes(b"not a shared library")
+    lib, why = native.library()
+    if lib is None and "AVX-512" in why:
+        pytest.skip(why)
+    assert lib is not None, why
+    assert damaged.read_bytes() != b"not a shared library"  # rebuilt in place
