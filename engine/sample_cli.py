@@ -42,8 +42,8 @@ def add_commands(sub) -> None:
         "--tries",
         type=int,
         help="write each line N times at once and keep the one whose attention window covered "
-        "every character best; an offline recogniser misreads 39-64 %% fewer characters with "
-        "5 than with 1, for about 2.5 times the time (synthesis models; default 5; 1 = one plain "
+        "every character best; an offline recogniser misreads 49-67 %% fewer characters with "
+        "8 than with 1, for about 6 times the time (synthesis models; default 8; 1 = one plain "
         "sample, as in the paper)",
     )
     p.add_argument(

@@ -247,7 +247,7 @@ def test_tries_picks_among_lines_so_a_prediction_model_refuses_it(tmp_path, caps
 
 
 def test_tries_one_and_the_default_write_different_pages_each_reproducible(model_file, tmp_path):
-    # the default (best of 5) picks among five lines drawn as one batch; --tries 1 is the
+    # the default (best of 8) picks among eight lines drawn as one batch; --tries 1 is the
     # plain batch-1 sample: another random stream, another page
     pages = {}
     for name, extra in (("one", ["--tries", "1"]), ("default", []), ("default2", [])):
