@@ -155,12 +155,19 @@ def iter_best_line(model, text: str, tries: int, *, seed: int | None = None, **k
         yield step
     primer = kwargs.get("primer")
     first = len(primed_text(primer.text, text)) - len(text) if primer is not None else 0
-    rows = [_row_steps(steps, b) for b in range(tries)]
-    scores = []
-    for row in rows:
-        phi = [s.phi[0] for s in row if not s.primed and s.phi is not None]
-        scores.append(attention_coverage(np.asarray(phi), first, len(text)) if phi else 0.0)
-    return rows[int(np.argmax(scores))], scores
+    # scored from the stacked arrays, and only the chosen row made into per-step objects: a
+    # SampleStep per row and step (8 x 400) set off full garbage collections that held the
+    # GIL ~100 ms at the end of a line, a stall in the studio's UI thread
+    drawn = [s for s in steps if not s.primed and s.phi is not None]
+    scores = [0.0] * tries
+    if drawn:
+        phi = np.stack([s.phi for s in drawn])  # (T, tries, U+1)
+        done = np.stack([s.done for s in drawn])  # (T, tries): a row ends at its first done
+        for b in range(tries):
+            end = int(np.argmax(done[:, b])) if done[:, b].any() else len(drawn)
+            if end:
+                scores[b] = attention_coverage(phi[:end, b], first, len(text))
+    return _row_steps(steps, int(np.argmax(scores))), scores
 
 
 def _row_steps(steps, b: int) -> list:

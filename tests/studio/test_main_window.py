@@ -208,6 +208,11 @@ def test_a_loaded_model_is_warmed_up_and_a_failing_warm_up_still_loads(
         window.models.create_untrained("synthesis")
     qtbot.waitUntil(lambda: window.models.loaded is not None and not window.models.loading)
     assert window.models.loaded.model.__dict__.get("_fast_weights")
+    import gc
+
+    # the objects alive at the first load are out of the garbage collector's full passes
+    # (studio.model_manager._freeze_startup_objects)
+    assert gc.get_freeze_count() > 0
 
     import engine.sampler
 
