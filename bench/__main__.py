@@ -130,6 +130,15 @@ def table(R: dict) -> str:
 
     S = R["sample"]
     g = lambda k, f="wall_ms": S.get(k, {}).get(f)  # noqa: E731
+
+    def said(label: str, k: str) -> str:
+        """A "native" label as the row's job reported its step: runs before the native step
+        (no kernel_used) or where it could not run say what ran instead."""
+        kernel = S.get(k, {}).get("kernel_used")
+        if "native" not in label or kernel == "native":
+            return label
+        return label.replace("native", "torch ops" if kernel == "torch" else "weights")
+
     for t in (1, 2):
         if f"peer/t{t}/b1" not in S:
             continue
@@ -148,12 +157,13 @@ def table(R: dict) -> str:
             k = f"{path}/t{t}/b1"
             if k in S:
                 tgt = "<= 0.3" if path.startswith("fast") else ""
-                add(f"sample ms/step {label}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
+                add(f"sample ms/step {said(label, k)}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
     base = g("peer/t1/b1")
     for path in ("reference", "fast", "fast_int8", "fast_int8@torch"):
         k = f"{path}/t1/b8"
         if k in S:
             lab = path.replace("_int8@torch", ", int8 torch ops").replace("_int8", ", int8 native")
+            lab = said(lab, k)
             add(f"sample ms/sample-step {lab}, batch 8", g(k, "per_sample_ms"), None, base)
     for path, label in (
         ("reference", "model.step"),
@@ -169,7 +179,7 @@ def table(R: dict) -> str:
             k = f"{path}/t{t}/bundled"
             if k in S:
                 used = g(k, "weights_used")
-                lab = label + (f" (used {used})" if "int8" in path and used else "")
+                lab = said(label, k) + (f" (used {used})" if "int8" in path and used else "")
                 peer = g(f"peer/t{t}/b1")
                 add(f"sample ms/step bundled model, {lab}, {t} thr", g(k), g(k, "cpu_ms"), peer)
     L = R["latency"]
