@@ -245,6 +245,7 @@ class FastStepper:
         self._flushed = DenormalsFlushed()
         self.native_asked = native
         self.kernel = "torch"  # or "native" (engine/native/step.c), decided per reset
+        self.native_isa = None  # the native step's instruction set (engine.native.LEVELS)
         self.native_reason = None  # why the native step is not used, when it is not
 
     def _prepare(self, layers: list[dict]) -> None:
@@ -496,29 +497,32 @@ class FastStepper:
         return why if lib is None else None
 
     def _choose_kernel(self) -> None:
+        from engine import native
+
         self.__dict__.pop("_core", None)  # the torch step (the class's method)
-        self.kernel, self.native_reason = "torch", self._native_blocker()
+        self.kernel, self.native_isa = "torch", None
+        self.native_reason = self._native_blocker()
         said = (self.weights, self.native_reason)
         if said not in _told:  # `handwriting-engine -v` and the studio's log say which step runs
             _told.add(said)
-            how = "native step" if self.native_reason is None else "torch step"
+            isa = native.LEVELS.get(native.level(), "")
+            how = f"native step ({isa})" if self.native_reason is None else "torch step"
             why = "" if self.native_reason is None else f" (native: {self.native_reason})"
             log.info("sampling with %s weights, %s%s", self.weights, how, why)
         if self.native_reason is not None:
             return
-        from engine import native
-
         lib, _ = native.library()
-        cache = self._weights_cache  # packed once per model and weights, like the weights
-        if "native_packed" not in cache:
-            cache["native_packed"] = [native.Packed(W) for W in self.Wrec]
-        packed = cache["native_packed"]
+        level = native.level()
+        cache = self._weights_cache  # packed once per model, weights and instruction set
+        if ("native_packed", level) not in cache:
+            cache["native_packed", level] = [native.Packed(W, level) for W in self.Wrec]
+        packed = cache["native_packed", level]
         B, H, N, f32 = self.batch, self.H, self.N, torch.float32
         kmax = max(p.K for p in packed)
         nmax = max(-(-p.N // 16) * 16 for p in packed)
-        self._scratch = dict(
-            uh=torch.zeros(B, -(-kmax // 4), dtype=torch.int32),
-            ul=torch.zeros(B, -(-kmax // 4), dtype=torch.int32),
+        self._scratch = dict(  # sized for either instruction set's layout
+            uh=torch.zeros(B, kmax // 2 + 2, dtype=torch.int32),
+            ul=torch.zeros(B, kmax // 2 + 2, dtype=torch.int32),
             acch=torch.zeros(B, nmax, dtype=torch.int32),
             accl=torch.zeros(B, nmax, dtype=torch.int32),
             qlo=torch.zeros(B, dtype=f32),
@@ -535,7 +539,9 @@ class FastStepper:
             keep.append(t.detach().to(f32).contiguous())
             return keep[-1].data_ptr()
 
-        ctx = native.Ctx(B=B, H=H, L=N, K=self.K, ny=self.ny, synthesis=int(self.synthesis))
+        ctx = native.Ctx(
+            level=level, B=B, H=H, L=N, K=self.K, ny=self.ny, synthesis=int(self.synthesis)
+        )
         for name in ("Wx", "b", "by", "Wy"):
             setattr(ctx, name, ptr(getattr(self, name)))
         for name in ("x", "G", "hbuf", "y"):
@@ -556,7 +562,7 @@ class FastStepper:
             setattr(ctx, name, ptr(t, written=True))
         self._ctx, self._ctx_keep = ctx, keep
         self._core = functools.partial(lib.hw_step, ctypes.addressof(ctx))
-        self.kernel = "native"
+        self.kernel, self.native_isa = "native", native.LEVELS[level]
 
     def _capture(self) -> None:
         """Record _core as a CUDA graph (static buffers, so replay is one launch)."""

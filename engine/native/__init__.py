@@ -1,7 +1,9 @@
 """The native int8 sampling step (step.c), built on first use with the machine's C compiler.
 
 `library()` returns the loaded library, or None with the reason it cannot be used here: no C
-compiler, a CPU without AVX-512 VNNI, not x86-64, or HANDWRITING_NATIVE=0 in the environment.
+compiler, a CPU with neither AVX-512 VNNI nor AVX2 + FMA, not x86-64, or HANDWRITING_NATIVE=0 in
+the environment. `level()` is the instruction set the step uses: 2 (AVX-512 VNNI) or 1 (AVX2),
+the best this CPU has; HANDWRITING_NATIVE=avx2 asks for AVX2 where both run (tests, benches).
 engine.fast.FastStepper then keeps its torch step, which computes the same thing; nothing else
 changes. The built library is cached per source under the user's cache directory
 (HANDWRITING_NATIVE_CACHE overrides it), so the compiler runs once per machine (about 1 s). A
@@ -28,13 +30,15 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("step.c")
-ABI = 2
+ABI = 3
+LEVELS = {2: "AVX-512 VNNI", 1: "AVX2"}
 MAX_LAYERS = 16
 ENV_SWITCH = "HANDWRITING_NATIVE"
 ENV_CACHE = "HANDWRITING_NATIVE_CACHE"
 
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL | None, str] | None = None
+_level = 0
 
 _p = ctypes.c_void_p
 _i = ctypes.c_int32
@@ -46,7 +50,7 @@ class QMat(ctypes.Structure):
 
 class Ctx(ctypes.Structure):
     _fields_ = [
-        *[(n, _i) for n in ("B", "H", "L", "K", "Up", "synthesis", "ny", "V")],
+        *[(n, _i) for n in ("level", "B", "H", "L", "K", "Up", "synthesis", "ny", "V")],
         *[(n, _p) for n in ("x", "Wx", "b", "G", "gates", "hbuf")],
         ("c", _p * MAX_LAYERS),
         ("peep_if", _p * MAX_LAYERS),
@@ -118,10 +122,11 @@ def _supported_platform() -> bool:
 
 def _open(path: Path) -> tuple[ctypes.CDLL | None, str, bool]:
     """(library, "", False), or (None, why, damaged): damaged when the file itself is bad."""
+    global _level
     try:
         lib = ctypes.CDLL(str(path))
         lib.hw_abi.restype = ctypes.c_int
-        lib.hw_cpu_ok.restype = ctypes.c_int
+        lib.hw_cpu_level.restype = ctypes.c_int
         lib.hw_ctx_size.restype = ctypes.c_size_t
         lib.hw_step.argtypes = [ctypes.c_void_p]
         lib.hw_step.restype = None
@@ -129,8 +134,11 @@ def _open(path: Path) -> tuple[ctypes.CDLL | None, str, bool]:
         return None, f"could not load {path}: {exc}", True
     if lib.hw_abi() != ABI or lib.hw_ctx_size() != ctypes.sizeof(Ctx):
         return None, f"{path} does not match this engine (delete it to rebuild)", True
-    if not lib.hw_cpu_ok():
-        return None, "this CPU has no AVX-512 VNNI", False
+    cpu = lib.hw_cpu_level()
+    if cpu == 0:
+        return None, "this CPU has neither AVX-512 VNNI nor AVX2 with FMA", False
+    asked = os.environ.get(ENV_SWITCH, "").strip().lower()
+    _level = 1 if asked == "avx2" else cpu
     return lib, "", False
 
 
@@ -160,6 +168,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     return _open(target)[:2]
 
 
+def level() -> int:
+    """The instruction set the native step uses (LEVELS), 0 without the library."""
+    return _level if library()[0] is not None else 0
+
+
 def library() -> tuple[ctypes.CDLL | None, str]:
     """(the library, "") or (None, why not); built and loaded once per process."""
     global _loaded
@@ -171,26 +184,28 @@ def library() -> tuple[ctypes.CDLL | None, str]:
 
 def reset_for_tests() -> None:
     """Forget the loaded library so the next library() looks again (environment changes)."""
-    global _loaded
+    global _loaded, _level
     with _lock:
-        _loaded = None
+        _loaded, _level = None, 0
 
 
 class Packed:
-    """An int8 matrix laid out for step.c: outputs in blocks of 16, inputs in groups of 4."""
+    """An int8 matrix laid out for step.c at `level`: AVX-512 VNNI, outputs in blocks of 16 and
+    inputs in groups of 4; AVX2, blocks of 8 and groups of 2."""
 
-    def __init__(self, W):
+    def __init__(self, W, level: int):
         q = W.q  # (N, K) int8, W ~= q.t() * scale
         N, K = q.shape
-        Np, Kp = -(-N // 16) * 16, -(-K // 4) * 4
+        block, group = (16, 4) if level == 2 else (8, 2)
+        Np, Kp = -(-N // block) * block, -(-K // group) * group
         full = torch.zeros(Np, Kp, dtype=torch.int8)
         full[:N, :K] = q
-        self.q = full.view(Np // 16, 16, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
-        self.scale = torch.zeros(Np)
+        self.q = full.view(Np // block, block, Kp // group, group).permute(0, 2, 1, 3).contiguous()
+        self.scale = torch.zeros(-(-N // 16) * 16)  # padded for either layout
         self.scale[:N] = W.scale.float()
-        self.rowsum = torch.zeros(Np, dtype=torch.int32)
+        self.rowsum = torch.zeros(-(-N // 16) * 16, dtype=torch.int32)
         self.rowsum[:N] = q.to(torch.int32).sum(1)
-        self.K, self.N = K, N  # the kernel pads K to a multiple of 4 itself
+        self.K, self.N = K, N  # the kernel pads K itself
 
     def qmat(self) -> QMat:
         return QMat(

@@ -29,8 +29,9 @@ def fresh_library():
     native.reset_for_tests()
 
 
-@pytest.fixture
-def native_lib(monkeypatch):
+@pytest.fixture(params=[2, 1], ids=["avx512vnni", "avx2"])
+def native_lib(request, monkeypatch):
+    """Each instruction set of the native step this CPU runs (engine.native.LEVELS)."""
     import engine.fast as fast
 
     monkeypatch.setattr(fast, "INT8_MIN_MODEL", 0)  # quantise the small test models too
@@ -38,6 +39,9 @@ def native_lib(monkeypatch):
     lib, why = native.library()
     if lib is None:
         pytest.skip(f"native step unavailable here: {why}")
+    if lib.hw_cpu_level() < request.param:
+        pytest.skip(f"this CPU has no {native.LEVELS[request.param]}")
+    monkeypatch.setattr(native, "_level", request.param)
     return lib
 
 
@@ -180,9 +184,19 @@ def _fallback_reason(monkeypatch) -> str:
     return s.native_reason
 
 
-def test_the_switch_turns_the_native_step_off(monkeypatch, fresh_library):
+def test_the_switch_turns_the_native_step_off_or_picks_avx2(monkeypatch, fresh_library):
     monkeypatch.setenv(native.ENV_SWITCH, "0")
     assert "HANDWRITING_NATIVE=0" in _fallback_reason(monkeypatch)
+    native.reset_for_tests()
+    monkeypatch.setenv(native.ENV_SWITCH, "avx2")
+    lib, why = native.library()
+    if lib is None:
+        pytest.skip(f"native step unavailable here: {why}")
+    assert native.level() == 1
+    m = _model()
+    s = FastStepper(m, weight_dtype="int8")
+    s.reset(1, _onehot(m, "avx2", 1))
+    assert s.kernel == "native" and s.native_isa == "AVX2"
 
 
 def test_no_compiler_and_a_failing_compiler_are_reported(monkeypatch, tmp_path, fresh_library):
