@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH = "@torch"  # path suffix: keep the torch int8 step where the native step would run
+# path suffixes: @torch keeps the torch int8 step where the native step would run; @avx2 runs
+# the native step's AVX2 code where AVX-512 VNNI would run
 
 
 def _run(job: str, threads: int = 1, **opts) -> dict:
-    path = opts.get("path", "")
-    if path.endswith(TORCH):  # the same path with the torch step instead of the native one
-        opts = {**opts, "path": path[: -len(TORCH)], "kernel": "torch"}
+    path, _, kernel = opts.get("path", "").partition("@")
+    if kernel:  # @torch: the torch step instead of the native one; @avx2: its AVX2 code
+        opts = {**opts, "path": path, "kernel": kernel}
     cmd = [sys.executable, "-m", "bench.speed", job, "--threads", str(threads)]
     for k, v in opts.items():
         cmd += [f"--{k}", str(v)] if v != "" else [f"--{k}"]
@@ -66,23 +67,29 @@ def collect(quick: bool, sampling_only: bool = False) -> dict:
     steps = 60 if quick else 200
     R: dict = {"machine": machine(), "quick": quick, "sampling_only": sampling_only}
     S = R["sample"] = {}
-    paths = ("peer", "reference", "fast", "fast_int8", "fast_int8@torch", "stepper")
-    paths += ("stepper_bf16", "stepper_int8", "stepper_int8@torch")
+    paths = ("peer", "reference", "fast", "fast_int8", "fast_int8@avx2", "fast_int8@torch")
+    paths += ("stepper", "stepper_bf16", "stepper_int8", "stepper_int8@avx2", "stepper_int8@torch")
     for threads in (1,) if sampling_only else (1, 2):
         for path in paths:
             # the native step runs on one thread whatever torch's count: the 2-thread int8
             # rows are the torch step's
-            if threads == 2 and path in ("reference", "stepper_bf16", "fast_int8", "stepper_int8"):
-                continue
+            if threads == 2 and (path in ("reference", "stepper_bf16") or "int8" in path):
+                if not path.endswith("@torch"):
+                    continue
             # 2 threads at full length too: 100 steps swung 0.28-0.38 ms per step on one box
             S[f"{path}/t{threads}/b1"] = _run("sample", threads, path=path, steps=steps)
-    for path in ("reference", "fast", "fast_int8", "fast_int8@torch"):
+    for path in ("reference", "fast", "fast_int8", "fast_int8@avx2", "fast_int8@torch"):
         S[f"{path}/t1/b8"] = _run("sample", 1, path=path, batch=8, steps=steps // 2)
     model = "paper"
     if BUNDLED.exists():
         model = "bundled"
-        bundled = ("reference", "fast", "fast_int8", "fast_int8@torch", "stepper")
-        for path in bundled + ("stepper_int8", "stepper_int8@torch"):
+        bundled = ("reference", "fast", "fast_int8", "fast_int8@avx2", "fast_int8@torch")
+        for path in bundled + (
+            "stepper",
+            "stepper_int8",
+            "stepper_int8@avx2",
+            "stepper_int8@torch",
+        ):
             S[f"{path}/t1/bundled"] = _run("sample", 1, path=path, model="bundled", steps=steps)
         if not sampling_only:  # the torch step at 2 threads (engine.fast.sampling_threads)
             for path in ("fast_int8@torch", "stepper_int8@torch"):
@@ -134,8 +141,8 @@ def table(R: dict) -> str:
     def said(label: str, k: str) -> str:
         """A "native" label as the row's job reported its step: runs before the native step
         (no kernel_used) or where it could not run say what ran instead."""
-        kernel = S.get(k, {}).get("kernel_used")
-        if "native" not in label or kernel == "native":
+        kernel = S.get(k, {}).get("kernel_used") or ""
+        if "native" not in label or kernel.startswith("native"):
             return label
         return label.replace("native", "torch ops" if kernel == "torch" else "weights")
 
@@ -148,10 +155,12 @@ def table(R: dict) -> str:
             ("reference", "engine model.step"),
             ("fast", "engine fast (whole step)"),
             ("fast_int8", "engine fast, int8 native (whole step)"),
+            ("fast_int8@avx2", "engine fast, int8 native AVX2 (whole step)"),
             ("fast_int8@torch", "engine fast, int8 torch ops (whole step)"),
             ("stepper", "fast network only"),
             ("stepper_bf16", "fast network, bf16 weights"),
             ("stepper_int8", "fast network, int8 native"),
+            ("stepper_int8@avx2", "fast network, int8 native AVX2"),
             ("stepper_int8@torch", "fast network, int8 torch ops"),
         ):
             k = f"{path}/t{t}/b1"
@@ -159,19 +168,22 @@ def table(R: dict) -> str:
                 tgt = "<= 0.3" if path.startswith("fast") else ""
                 add(f"sample ms/step {said(label, k)}, {t} thr", g(k), g(k, "cpu_ms"), base, tgt)
     base = g("peer/t1/b1")
-    for path in ("reference", "fast", "fast_int8", "fast_int8@torch"):
+    for path in ("reference", "fast", "fast_int8", "fast_int8@avx2", "fast_int8@torch"):
         k = f"{path}/t1/b8"
         if k in S:
             lab = path.replace("_int8@torch", ", int8 torch ops").replace("_int8", ", int8 native")
+            lab = lab.replace("@avx2", " AVX2")
             lab = said(lab, k)
             add(f"sample ms/sample-step {lab}, batch 8", g(k, "per_sample_ms"), None, base)
     for path, label in (
         ("reference", "model.step"),
         ("fast", "fast"),
         ("fast_int8", "fast, int8 asked, native"),
+        ("fast_int8@avx2", "fast, int8 asked, native AVX2"),
         ("fast_int8@torch", "fast, int8 asked, torch ops"),
         ("stepper", "network only"),
         ("stepper_int8", "network only, int8 asked, native"),
+        ("stepper_int8@avx2", "network only, int8 asked, native AVX2"),
         ("stepper_int8@torch", "network only, int8 asked, torch ops"),
         ("stepper_int8_all", "network only, all int8"),
     ):

@@ -63,6 +63,11 @@ def _model(which: str, device="cpu"):
     return HandwritingModel(preset("paper")).to(device).eval(), Alphabet(), NormStats()
 
 
+def _kernel(stepper) -> str:
+    """Which step a FastStepper runs: "torch", or "native" and its instruction set."""
+    return stepper.kernel if stepper.native_isa is None else f"native {stepper.native_isa}"
+
+
 # -- sampling ------------------------------------------------------------------------------------
 def job_sample(a) -> dict:
     """ms per sampling step. --path: peer | reference | fast[_bf16|_int8] (generate, the whole
@@ -102,7 +107,7 @@ def job_sample(a) -> dict:
         used = s.weights
         idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
         s.reset(a.batch, model.encode_text(idx))
-        kernel = s.kernel
+        kernel = _kernel(s)
         x = torch.zeros(a.batch, 3)
 
         def run(n):
@@ -120,7 +125,7 @@ def job_sample(a) -> dict:
             probe = FastStepper(model, weight_dtype=kw["weights"])
             idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
             probe.reset(a.batch, model.encode_text(idx))
-            used, kernel = probe.weights, probe.kernel
+            used, kernel = probe.weights, _kernel(probe)
 
         def run(n):
             # a trained model stops at the end of its line (Sec. 5.3): start the line again
@@ -542,13 +547,14 @@ def main(argv=None) -> int:
     p.add_argument("--int8-all", action="store_true", help="sample: int8 for every matrix")
     p.add_argument(
         "--kernel",
-        choices=["auto", "torch"],
+        choices=["auto", "torch", "avx2"],
         default="auto",
-        help="torch: keep the torch step even where the native int8 step runs (engine.native)",
+        help="torch: keep the torch step even where the native int8 step runs (engine.native); "
+        "avx2: the native step's AVX2 code even where AVX-512 VNNI runs",
     )
     a = p.parse_args(argv)
-    if a.kernel == "torch":
-        os.environ["HANDWRITING_NATIVE"] = "0"
+    if a.kernel != "auto":
+        os.environ["HANDWRITING_NATIVE"] = "0" if a.kernel == "torch" else a.kernel
     _pin(a.threads)
     result = globals()[f"job_{a.job}"](a)
     print(json.dumps(result))
