@@ -2,15 +2,17 @@
 
 `library()` returns the loaded library, or None with the reason it cannot be used here: no C
 compiler, a CPU with neither AVX-512 VNNI nor AVX2 + FMA, not x86-64, or HANDWRITING_NATIVE=0 in
-the environment. `level()` is the instruction set the step uses: 2 (AVX-512 VNNI) or 1 (AVX2),
-the best this CPU has; HANDWRITING_NATIVE=avx2 asks for AVX2 where both run (tests, benches).
-engine.fast.FastStepper then keeps its torch step, which computes the same thing; nothing else
-changes. The built library is cached per source under the user's cache directory
+the environment; engine.fast.FastStepper then keeps its torch step, which computes the same
+thing, and nothing else changes. `level()` is the instruction set the step uses: 2 (AVX-512
+VNNI) or 1 (AVX2), the best this CPU has; HANDWRITING_NATIVE=avx2 asks for AVX2 where both run
+(tests, benches).
+
+The built library is cached per source under the user's cache directory
 (HANDWRITING_NATIVE_CACHE overrides it), so the compiler runs once per machine (about 1 s). A
 library built ahead (`build_library`, as packaging/handwriting-studio.spec does for the desktop
 build) and placed next to step.c is used first, so a frozen app needs no compiler.
 
-`pack_int8` lays an engine.fast.Int8Weight out for the kernel; `Ctx` mirrors step.c's struct
+`Packed` lays an engine.fast.Int8Weight out for the kernel; `Ctx` mirrors step.c's struct
 (checked against the library's own sizeof at load).
 """
 
