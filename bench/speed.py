@@ -63,6 +63,18 @@ def _model(which: str, device="cpu"):
     return HandwritingModel(preset("paper")).to(device).eval(), Alphabet(), NormStats()
 
 
+def _ready_stepper(model, alphabet, weights: str, batch: int):
+    """A FastStepper reset for TEXT40 at `batch` rows (its step is chosen at reset)."""
+    import torch
+
+    from engine.fast import FastStepper
+
+    s = FastStepper(model, weight_dtype=weights)
+    idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(batch, -1)
+    s.reset(batch, model.encode_text(idx))
+    return s
+
+
 def _kernel(stepper) -> str:
     """Which step a FastStepper runs: "torch", or "native" and its instruction set."""
     return stepper.kernel if stepper.native_isa is None else f"native {stepper.native_isa}"
@@ -101,13 +113,8 @@ def job_sample(a) -> dict:
         engine.fast.INT8_MIN_MODEL = engine.fast.INT8_MIN_WEIGHTS = 0
     used = None
     if a.path.startswith("stepper"):
-        from engine.fast import FastStepper
-
-        s = FastStepper(model, weight_dtype=a.path.partition("_")[2] or "fp32")
-        used = s.weights
-        idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
-        s.reset(a.batch, model.encode_text(idx))
-        kernel = _kernel(s)
+        s = _ready_stepper(model, alphabet, a.path.partition("_")[2] or "fp32", a.batch)
+        used, kernel = s.weights, _kernel(s)
         x = torch.zeros(a.batch, 3)
 
         def run(n):
@@ -119,12 +126,8 @@ def job_sample(a) -> dict:
         kw = dict(alphabet=alphabet, norm=norm, seed=0, batch=a.batch, fast=fast, bias=0.5)
         kw["weights"] = a.path.partition("_")[2] or "fp32"  # "fast" stays the fp32 figure
         kernel = None
-        if fast:
-            from engine.fast import FastStepper
-
-            probe = FastStepper(model, weight_dtype=kw["weights"])
-            idx = torch.as_tensor(alphabet.encode(TEXT40))[None].expand(a.batch, -1)
-            probe.reset(a.batch, model.encode_text(idx))
+        if fast:  # what generate's stepper will use
+            probe = _ready_stepper(model, alphabet, kw["weights"], a.batch)
             used, kernel = probe.weights, _kernel(probe)
 
         def run(n):
@@ -388,7 +391,7 @@ def job_nll(a) -> dict:
     out |= {
         "points": points,
         "lines": len(lines),
-        "kernels": {k: s.kernel for k, s in steppers.items()},
+        "kernels": {k: _kernel(s) for k, s in steppers.items()},
     }
     return out
 
