@@ -80,6 +80,12 @@ class SampleStep:
         return self._params
 
 
+def past_last_character(phi: np.ndarray) -> np.ndarray:
+    """The stop rule of Sec. 5.3 per row: phi (B, U+1) of one step -> (B,) bool, True where the
+    window weighs the position after the text (U+1) above every character of it."""
+    return phi[:, -1] > phi[:, :-1].max(axis=1)
+
+
 def _draw(p: StepParams, rng: np.random.Generator) -> np.ndarray:
     """One (dx, dy, eos) per batch row from the mixture: component, then bivariate normal."""
     B, M = p.pi.shape
@@ -263,11 +269,11 @@ def generate(
             if primed or phi_np is None:
                 continue
             # Sec. 5.3 stop rule: the window has moved past the last character
-            if batch == 1:  # phi[U] > max(phi[:U]): the first maximum is at U (4x cheaper)
+            if batch == 1:  # past_last_character: the first maximum is at U (4x cheaper)
                 if phi_np[0].argmax() == U:
                     return
             else:
-                done |= phi_np[:, U] > phi_np[:, :U].max(axis=1)
+                done |= past_last_character(phi_np)
                 if done.all():
                     return
 
@@ -336,8 +342,9 @@ def samples_of(steps: list[SampleStep], text: str | None = None) -> list[Sample]
         phi = None
         if steps[0].phi is not None:
             phi = np.array([s.phi[b] for s in steps if not s.done[b]], np.float32)
-        last_done = steps[-1].done[b] or (
-            steps[-1].phi is not None and steps[-1].phi[b, -1] > steps[-1].phi[b, :-1].max()
+        last = steps[-1]
+        last_done = last.done[b] or (
+            last.phi is not None and past_last_character(last.phi[b : b + 1])[0]
         )
         primer_steps = sum(s.primed for s in steps)
         out.append(Sample(text, offsets, phi, primer_steps, bool(last_done)))

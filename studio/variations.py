@@ -117,6 +117,7 @@ class VariationsJob:
 
         from engine.fast import sampling_threads
         from engine.layout import write_lines
+        from engine.sampler import past_last_character
 
         torch.set_num_threads(sampling_threads(self.loaded.model, keep_free=1))  # as WriteJob
         self._started = time.perf_counter()
@@ -141,7 +142,7 @@ class VariationsJob:
                 cand.pen_up.append(bool(step.offset[0, 2] > 0.5))
                 yield
             if step is not None and step.phi is not None:
-                cand.reached_end = bool(step.phi[0, -1] > step.phi[0, :-1].max())
+                cand.reached_end = bool(past_last_character(step.phi[:1])[0])
             cand.finished = True
             self.seconds = time.perf_counter() - self._started
             yield

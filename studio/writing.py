@@ -178,7 +178,7 @@ class WriteJob:
         import torch
 
         from engine.fast import sampling_threads
-        from engine.sampler import primed_text
+        from engine.sampler import past_last_character, primed_text
 
         # one thread, or two for an int8-size model where a third core is left for the GUI:
         # on a busy 2-core machine a second thread can slow small ops ~100x
@@ -239,7 +239,7 @@ class WriteJob:
             if step.phi is not None:
                 row = step.phi[0, skip : skip + len(text)].astype(np.float32)
                 self._phi[i].append(row)
-                self._by_rule[i] = bool(step.phi[0, -1] > step.phi[0, :-1].max())
+                self._by_rule[i] = bool(past_last_character(step.phi[:1])[0])
             yield
         self._finished = True
 
