@@ -504,17 +504,16 @@ class FastStepper:
         self.__dict__.pop("_core", None)  # the torch step (the class's method)
         self.kernel, self.native_isa = "torch", None
         self.native_reason = self._native_blocker()
+        level = native.level() if self.native_reason is None else 0
         said = (self.weights, self.native_reason)
         if said not in _told:  # `handwriting-engine -v` and the studio's log say which step runs
             _told.add(said)
-            isa = native.LEVELS.get(native.level(), "")
-            how = f"native step ({isa})" if self.native_reason is None else "torch step"
-            why = "" if self.native_reason is None else f" (native: {self.native_reason})"
+            how = f"native step ({native.LEVELS[level]})" if level else "torch step"
+            why = "" if level else f" (native: {self.native_reason})"
             log.info("sampling with %s weights, %s%s", self.weights, how, why)
-        if self.native_reason is not None:
+        if not level:
             return
         lib, _ = native.library()
-        level = native.level()
         cache = self._weights_cache  # packed once per model, weights and instruction set
         if ("native_packed", level) not in cache:
             cache["native_packed", level] = [native.Packed(W, level) for W in self.Wrec]
